@@ -1,0 +1,1 @@
+"""Routing capture, sharded extraction and the routing store."""
