@@ -1,0 +1,23 @@
+# polyroute: language routing in Mixture-of-Experts LLMs (see README.md and shared DESIGN.md).
+#   snakemake --cores 2                                   # the embedded demo
+#   snakemake --profile slurm --configfile configs/qwen3-30b-a3b.yaml
+from snakemake.utils import min_version
+
+min_version("9.27")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/routing.smk"
+include: "workflow/rules/stats.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/train.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

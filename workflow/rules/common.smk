@@ -1,0 +1,84 @@
+# Shared settings and input helpers. The config is validated here, before any job starts:
+# a bad key, language or dataset stops the workflow with one line that names it.
+import os
+import re
+
+from polyroute import config as polyroute_config
+
+CFG = polyroute_config.validate(config)
+RUN = CFG["run"]
+RESULTS = f"results/{RUN}"
+LOGS = f"logs/{RUN}"
+BENCHMARKS = f"benchmarks/{RUN}"
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+LANGUAGES = CFG["languages"]
+ROUTING = CFG["datasets"]["routing"]
+TRAINING = CFG["datasets"].get("training")
+TARGETS = CFG["selection"]["targets"]
+METHODS = list(CFG["selection"]["methods"])
+TRAIN_METHODS = CFG["training"]["methods"]
+SHARDS = list(range(CFG["extraction"]["shards"]))
+
+# Once the model's config has been read (first job of a run), check settings against it at parse
+# time, so a budget or layer window that does not fit the model fails before any job starts.
+def _check_known_model():
+    path = f"{RESULTS}/model/info.json"
+    if not os.path.exists(path):
+        return
+    info = polyroute_config.read_model_info(path)
+    if (info.model_id, info.revision) == (CFG["model"]["id"], CFG["model"]["revision"]):
+        polyroute_config.check_against_model(CFG, info)
+
+
+_check_known_model()
+
+
+def _alternatives(values):
+    return "|".join(re.escape(str(v)) for v in values) or "(?!)"
+
+
+# Wildcards can only take configured values, so no path can leave results/ or resources/data/.
+wildcard_constraints:
+    dataset=_alternatives({ROUTING["name"]} | ({TRAINING["name"]} if TRAINING else set())),
+    language=_alternatives(LANGUAGES),
+    target=_alternatives(TARGETS),
+    method=_alternatives(METHODS),
+    shard=r"\d+",
+
+
+def dataset_splits(wildcards):
+    """Every split of a dataset that some step reads, so one download serves them all."""
+    return sorted({ref.get("split") or "" for ref in (ROUTING, TRAINING) if ref and ref["name"] == wildcards.dataset})
+
+
+def dataset_local_dir(wildcards):
+    root = CFG["datasets"]["local"]
+    return os.path.join(root, wildcards.dataset) if root else None
+
+
+def data_file(dataset, language):
+    return f"resources/data/{dataset}/{language}.parquet"
+
+
+def routing_data(wildcards):
+    return [data_file(wildcards.dataset, language) for language in LANGUAGES]
+
+
+def routing_shards(wildcards):
+    return [f"{RESULTS}/routing/shards/{wildcards.dataset}/{shard}.zarr" for shard in SHARDS]
+
+
+def method_settings(wildcards):
+    return CFG["selection"]["methods"][wildcards.method] or {}
+
+
+def training_data(wildcards):
+    return data_file(TRAINING["name"], wildcards.target)
+
+
+def all_targets():
+    targets = [f"{RESULTS}/routing/{ROUTING['name']}.zarr", f"{RESULTS}/stats/{ROUTING['name']}.zarr"]
+    targets += [f"{RESULTS}/selection/{method}/{target}.json" for method in METHODS for target in TARGETS]
+    targets += [f"{RESULTS}/adapters/{method}/{target}" for method in TRAIN_METHODS for target in TARGETS]
+    return targets
