@@ -1,0 +1,123 @@
+"""Load a dataset's language split as records, from the Hub or from a local mirror; write parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from polyroute.data import records as R
+from polyroute.data.registry import DatasetSpec, RowContext, get_spec
+
+__all__ = ["local_path", "load_records", "download", "write_parquet_atomic"]
+
+
+def local_path(local_dir: str | os.PathLike, spec: DatasetSpec, language: str, split: str) -> Path:
+    """``<local_dir>/<dataset>/<hf_config>/<split>.jsonl``: the Hub layout mirrored as JSON lines."""
+    return Path(local_dir) / spec.name / spec.hf_config(language) / f"{split}.jsonl"
+
+
+def _check_max_items(max_items: int | None) -> None:
+    if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int)
+                                  or max_items < 1):
+        raise ValueError(f"max_items must be a positive integer or None, got {max_items!r}")
+
+
+def _load_source(spec: DatasetSpec, language: str, split: str, local_dir: str | os.PathLike | None,
+                 token: str | None):
+    import datasets  # heavy; only needed here
+
+    if local_dir is None:
+        # The Hub path users run on clusters; the token matters for gated datasets.
+        return datasets.load_dataset(spec.hf_id, spec.hf_config(language), split=split, token=token)
+    path = local_path(local_dir, spec, language, split)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no local file {path} for {spec.name}/{language}/{split} "
+            f"(expected layout <local_dir>/<dataset>/<hf_config>/<split>.jsonl)"
+        )
+    # Same `datasets` code path as the Hub: a Dataset of rows in the source schema.
+    return datasets.load_dataset("json", data_files=str(path), split="train")
+
+
+def load_records(name: str, language: str, *, split: str | None = None,
+                 local_dir: str | os.PathLike | None = None, max_items: int | None = None,
+                 token: str | None = None) -> pd.DataFrame:
+    """Records of one dataset language split, as a DataFrame with the kind's columns.
+
+    Reads the Hub (``datasets.load_dataset(hf_id, config, split=..., token=...)``) unless
+    `local_dir` is given. `token` defaults to ``$HF_TOKEN``. Every argument is checked (unknown
+    dataset, language not in the dataset, bad split, bad max_items) before anything is read.
+    """
+    spec = get_spec(name)
+    code = spec.dataset_code(language)  # LanguageNotInDataset before any download
+    split = spec.check_split(split)
+    _check_max_items(max_items)
+    if token is None:
+        token = os.environ.get("HF_TOKEN")
+
+    source = _load_source(spec, language, split, local_dir, token)
+    out: list[dict] = []
+    for row in source:
+        if spec.row_filter is not None and not spec.row_filter(row, code):
+            continue
+        out.append(spec.convert(row, RowContext(index=len(out), language=language, split=split)))
+        if max_items is not None and len(out) >= max_items:
+            break
+    if not out:
+        raise ValueError(f"{name}/{language}/{split}: no rows found (dataset code {code!r})")
+    return R.to_frame(out, spec.kind)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike,
+                         metadata: dict[str, Any] | None = None) -> Path:
+    """Write `frame` to `path` via a temp file in the same folder and os.replace.
+
+    A writer that fails leaves no file at `path` and no temp file behind, so a killed job never
+    leaves a parquet that a rerun would trust.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        meta = dict(table.schema.metadata or {})
+        meta[b"polyroute"] = json.dumps(metadata, sort_keys=True).encode()
+        table = table.replace_schema_metadata(meta)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def download(name: str, language: str, out_path: str | os.PathLike, *, split: str | None = None,
+             local_dir: str | os.PathLike | None = None, max_items: int | None = None,
+             token: str | None = None) -> Path:
+    """Load records (see `load_records`) and write them to `out_path` (``.parquet``) atomically.
+
+    The file's schema metadata key ``polyroute`` holds the provenance (dataset, Hub id, config,
+    split, source, max_items).
+    """
+    out_path = Path(out_path)
+    if out_path.suffix != ".parquet":
+        raise ValueError(f"out_path must end in .parquet, got {str(out_path)!r}")
+    spec = get_spec(name)
+    split = spec.check_split(split)
+    frame = load_records(name, language, split=split, local_dir=local_dir,
+                         max_items=max_items, token=token)
+    meta = {"dataset": name, "hf_id": spec.hf_id, "config": spec.hf_config(language),
+            "split": split, "language": language, "kind": spec.kind,
+            "source": "local" if local_dir is not None else "hub", "max_items": max_items,
+            "rows": len(frame)}
+    return write_parquet_atomic(frame, out_path, meta)
