@@ -1,0 +1,134 @@
+"""The adapter contract: where one architecture family keeps its routers and experts, and how it routes.
+
+An adapter is built from a config alone (no weights), so the workflow can validate settings against it
+before any job; the methods that take a model find the modules in that model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the workflow needs to know about a model before loading weights."""
+
+    model_type: str
+    family: str
+    moe_layers: list[int]  # model layer indices whose MLP is a mixture of experts
+    num_experts: int  # E
+    top_k: int  # k
+    num_hidden_layers: int
+    router_output_kind: str  # "logits", "scores" (post-top-k) or "auto" (detect from the data)
+
+
+@dataclass
+class MoEAdapter:
+    """Base adapter. A family subclass sets the class variables and `_route`, and overrides
+    `moe_layer_indices` when not every layer is MoE."""
+
+    config: Any  # the transformers PretrainedConfig the adapter was built from
+    moe_layers: list[int] = field(init=False)
+    num_experts: int = field(init=False)
+    top_k: int = field(init=False)
+
+    family: ClassVar[str] = ""
+    model_types: ClassVar[tuple[str, ...]] = ()
+    router_attr: ClassVar[str] = "gate"  # name of the router inside the layer's `mlp`
+    router_output_kind: ClassVar[str] = "logits"
+    expert_param_names: ClassVar[tuple[str, ...]] = ("gate_up_proj", "down_proj")
+
+    def __post_init__(self) -> None:
+        self.num_experts = self._num_experts(self.config)
+        self.top_k = int(self.config.num_experts_per_tok)
+        self.moe_layers = self.moe_layer_indices(self.config)
+        if not self.moe_layers:
+            raise ValueError(f"model_type {self.config.model_type!r}: the config has no MoE layers")
+        if not 0 < self.top_k <= self.num_experts:
+            raise ValueError(f"num_experts_per_tok={self.top_k} must lie in 1..num_experts={self.num_experts}")
+
+    @staticmethod
+    def _num_experts(config: Any) -> int:
+        # families name it differently; transformers' attribute_map aliases only some of them
+        for name in ("num_experts", "num_local_experts", "n_routed_experts"):
+            value = getattr(config, name, None)
+            if value is not None:
+                return int(value)
+        raise ValueError(f"model_type {config.model_type!r}: the config names no expert count")
+
+    @classmethod
+    def moe_layer_indices(cls, config: Any) -> list[int]:
+        """Layer indices with a MoE MLP (default: every layer)."""
+        return list(range(config.num_hidden_layers))
+
+    def info(self) -> ModelInfo:
+        """The config-only summary."""
+        return ModelInfo(
+            model_type=self.config.model_type,
+            family=self.family,
+            moe_layers=list(self.moe_layers),
+            num_experts=self.num_experts,
+            top_k=self.top_k,
+            num_hidden_layers=int(self.config.num_hidden_layers),
+            router_output_kind=self.router_output_kind,
+        )
+
+    # --- modules -------------------------------------------------------------------------------
+    def _check_layer(self, layer: int) -> None:
+        if layer not in self.moe_layers:
+            raise ValueError(f"layer {layer} is not a MoE layer of this {self.family} model (MoE layers: {self.moe_layers})")
+
+    @staticmethod
+    def decoder_layers(model: nn.Module) -> nn.ModuleList:
+        """The decoder layer list of a causal-LM or base model."""
+        base = getattr(model, "model", model)
+        layers = getattr(base, "layers", None)
+        if not isinstance(layers, nn.ModuleList):
+            raise ValueError(f"{type(model).__name__} has no `model.layers` ModuleList")
+        return layers
+
+    def moe_block(self, model: nn.Module, layer: int) -> nn.Module:
+        """The layer's MoE MLP block."""
+        self._check_layer(layer)
+        return self.decoder_layers(model)[layer].mlp
+
+    def router(self, model: nn.Module, layer: int) -> nn.Module:
+        """The router module of a MoE layer (its forward returns logits, weights, indices in transformers 5)."""
+        return getattr(self.moe_block(model, layer), self.router_attr)
+
+    def experts(self, model: nn.Module, layer: int) -> nn.Module:
+        """The module holding the fused [E, ...] expert tensors."""
+        return self.moe_block(model, layer).experts
+
+    def expert_parameters(self, model: nn.Module, layer: int) -> dict[str, nn.Parameter]:
+        """The fused expert tensors of a layer, each with the expert as first dim [E, ...]."""
+        experts = self.experts(model, layer)
+        params = {name: getattr(experts, name) for name in self.expert_param_names}
+        for name, p in params.items():
+            if p.shape[0] != self.num_experts:
+                raise ValueError(f"{self.family} layer {layer} {name} has shape {tuple(p.shape)}, expected [E={self.num_experts}, ...]")
+        return params
+
+    def router_parameters(self, model: nn.Module, layer: int) -> dict[str, nn.Parameter]:
+        """The router's trainable parameters (weight, plus bias where the family has one)."""
+        return dict(self.router(model, layer).named_parameters())
+
+    def model_moe_layers(self, model: nn.Module) -> list[int]:
+        """MoE layers found in an instantiated model (a layer whose mlp has the router attribute)."""
+        return [i for i, lay in enumerate(self.decoder_layers(model)) if hasattr(lay.mlp, self.router_attr)]
+
+    # --- routing rule --------------------------------------------------------------------------
+    def route(self, logits: torch.Tensor, router: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The family's own rule: logits [N, E] -> (weights [N, k] float32, indices [N, k]).
+
+        `router` supplies per-layer state some families need (DeepSeek-V3's correction bias)."""
+        if logits.shape[-1] != self.num_experts:
+            raise ValueError(f"logits have {logits.shape[-1]} experts, the {self.family} config says {self.num_experts}")
+        return self._route(logits.reshape(-1, self.num_experts), router)
+
+    def _route(self, logits: torch.Tensor, router: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError

@@ -1,0 +1,357 @@
+"""Routing capture at the cost of a plain forward pass.
+
+Forward hooks on the routers see (logits, weights, indices) of every MoE layer. Per batch they fill a
+device buffer of per-sequence sums [B, L, 3E] (hits | used weights | softmax probabilities) with one
+scatter and one batched matmul per layer (deterministic, no atomics); after the forward pass succeeds the
+batch is committed: per-language sums += one-hot(language)^T @ buffer in float64, on the device. Nothing
+is synchronised per token: the padding mask and token positions are built on the host before the batch,
+and per-sequence / per-token arrays go to pinned host memory with non-blocking copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from polyroute.models.adapter import MoEAdapter
+from polyroute.routing.arrays import ShardRouting
+
+log = logging.getLogger(__name__)
+
+
+def detect_output_kind(first: torch.Tensor, top_k: int) -> str:
+    """'scores' when every row holds exactly k non-zeros (a post-top-k score matrix), else 'logits' (METHODS 1)."""
+    if first.numel() == 0:
+        return "logits"
+    nonzero = (first != 0).sum(dim=-1)
+    return "scores" if bool((nonzero == top_k).all()) else "logits"
+
+
+def _is_oom(err: BaseException) -> bool:
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom_type is not None and isinstance(err, oom_type)) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err)
+    )
+
+
+@dataclass
+class _Batch:
+    """Host-built description of one padded batch, plus its device buffers."""
+
+    rows: list[int]  # original sequence index of each batch row
+    seq_len: int  # padded length T
+    valid: torch.Tensor  # [B*T] float32 on device: 1 for real tokens
+    is_pad: torch.Tensor  # [B*T, 1] bool on device
+    positions: torch.Tensor | None  # [n] int64 on device: flat index of each real token (per-token mode)
+    sums: torch.Tensor  # [B, L, 3E] float32 on device
+    ids: torch.Tensor | None  # [n, L, k] compact ids on device
+    weights: torch.Tensor | None  # [n, L, k] float16 on device
+
+
+class RoutingCapture:
+    """Router hooks for one model; use as a context manager around forward passes driven by `run_batch`."""
+
+    def __init__(self, model: nn.Module, adapter: MoEAdapter, num_languages: int, *, per_token: bool) -> None:
+        self.model = model
+        self.adapter = adapter
+        self.per_token = per_token
+        self.E, self.k, self.L = adapter.num_experts, adapter.top_k, len(adapter.moe_layers)
+        self.device = next(model.parameters()).device
+        # the decoder alone: routing needs no vocabulary projection, so the LM head's cost is skipped
+        self.decoder = getattr(model, "model", model)
+        self.id_dtype = torch.uint8 if self.E <= 256 else torch.int16  # int16 viewed as uint16 on the host
+        # [G, L, 3E] float64 on the device: count | gate_sum | prob_sum, committed per successful batch
+        self.totals = torch.zeros(num_languages, self.L, 3 * self.E, dtype=torch.float64, device=self.device)
+        self.output_kind = adapter.router_output_kind  # "auto" is resolved on the first batch
+        self._batch: _Batch | None = None
+        self._handles: list = []
+
+    # --- hooks ---------------------------------------------------------------------------------
+    def __enter__(self) -> "RoutingCapture":
+        for j, layer in enumerate(self.adapter.moe_layers):
+            router = self.adapter.router(self.model, layer)
+            # prepend: see the router's own outputs before any other hook (e.g. transformers' recorders)
+            self._handles.append(router.register_forward_hook(self._make_hook(j), prepend=True))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _make_hook(self, j: int):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            if self._batch is not None:
+                self._record(j, module, args, output)
+
+        return hook
+
+    def _split_output(self, module: nn.Module, args: tuple, output: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(full [N, E], weights [N, k], ids [N, k]) from whatever the router returned."""
+        tensors = output if isinstance(output, tuple) else (output,)
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+        ids = next((t for t in tensors if not t.is_floating_point() and t.shape[-1] == self.k), None)
+        full = next((t for t in tensors if t.is_floating_point() and t.shape[-1] == self.E), None)
+        used = next((t for t in tensors if t.is_floating_point() and t.shape[-1] == self.k), None)
+        if full is None:  # router returned no full row (remote-code gates): recompute logits from its input
+            hidden = args[0].reshape(-1, module.weight.shape[1])
+            full = F.linear(hidden.float(), module.weight.float(), getattr(module, "bias", None))
+        full = full.reshape(-1, self.E)
+        if self.output_kind == "auto":
+            self.output_kind = detect_output_kind(full[self._batch.valid.reshape(-1) > 0], self.k)
+            log.info("router output detected as %s", self.output_kind)
+        if ids is None:
+            used, ids = self.adapter.route(full, module)
+        elif used is None:
+            used = full.gather(-1, ids)
+        return full, used.reshape(-1, self.k), ids.reshape(-1, self.k)
+
+    def _record(self, j: int, module: nn.Module, args: tuple, output: object) -> None:
+        b = self._batch
+        full, used, ids = self._split_output(module, args, output)
+        n, E = full.shape[0], self.E
+        rows = len(b.rows)
+        if n != rows * b.seq_len:
+            raise ValueError(f"router of MoE layer {self.adapter.moe_layers[j]} saw {n} tokens, batch has {rows}x{b.seq_len}")
+        if self.output_kind == "scores":
+            probs = full.float() / full.float().sum(dim=-1, keepdim=True).clamp_min(1e-30)
+        else:
+            probs = torch.softmax(full.float(), dim=-1)
+        table = torch.empty(n, 3 * E, dtype=torch.float32, device=full.device)
+        table[:, : 2 * E].zero_()
+        table[:, 2 * E :].copy_(probs)
+        table.scatter_(1, ids, 1.0)  # top-k ids are distinct in a row: no duplicate writes
+        table.scatter_(1, ids + E, used.float())
+        table.masked_fill_(b.is_pad, 0.0)  # padding rows may hold NaN (fully masked attention); 0 * NaN is NaN
+        # per-sequence sums over real tokens: [B, 1, T] @ [B, T, 3E]
+        b.sums[:, j, :] = torch.bmm(b.valid.view(rows, 1, b.seq_len), table.view(rows, b.seq_len, 3 * E)).squeeze(1)
+        if b.positions is not None:
+            b.ids[:, j, :] = ids.index_select(0, b.positions).to(self.id_dtype)
+            b.weights[:, j, :] = used.index_select(0, b.positions).to(torch.float16)
+
+    # --- batches -------------------------------------------------------------------------------
+    def run_batch(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: list[int], lang_onehot: torch.Tensor) -> _Batch:
+        """Forward one padded host batch; commit its per-language sums; return its device buffers."""
+        B, T = input_ids.shape
+        mask_flat = attention_mask.reshape(-1)
+        positions = None
+        n = int(mask_flat.sum())
+        if self.per_token:
+            positions = mask_flat.nonzero().squeeze(1).to(self.device, non_blocking=True)
+        self._batch = _Batch(
+            rows=rows, seq_len=T,
+            valid=mask_flat.to(torch.float32).to(self.device, non_blocking=True),
+            is_pad=(mask_flat == 0).unsqueeze(1).to(self.device, non_blocking=True),
+            positions=positions,
+            sums=torch.zeros(B, self.L, 3 * self.E, dtype=torch.float32, device=self.device),
+            ids=torch.empty(n, self.L, self.k, dtype=self.id_dtype, device=self.device) if self.per_token else None,
+            weights=torch.empty(n, self.L, self.k, dtype=torch.float16, device=self.device) if self.per_token else None,
+        )
+        # positions from the mask, so left padding gives the same positions as right padding
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        try:
+            self.decoder(
+                input_ids=input_ids.to(self.device, non_blocking=True),
+                attention_mask=attention_mask.to(self.device, non_blocking=True),
+                position_ids=position_ids.to(self.device, non_blocking=True),
+                use_cache=False,
+                output_router_logits=False,  # the aux-loss path is not needed, the hooks see everything
+            )
+            batch = self._batch
+        finally:
+            self._batch = None
+        # commit only after the whole forward succeeded (an OOM mid-way leaves the totals untouched)
+        onehot = lang_onehot.to(self.device, torch.float64, non_blocking=True)
+        self.totals += (onehot.T @ batch.sums.view(B, -1).double()).view_as(self.totals)
+        return batch
+
+
+class _HostCopies:
+    """Non-blocking device->pinned-host copies; device sources are released once their copy is done."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.pending: deque = deque()
+
+    def copy(self, t: torch.Tensor) -> torch.Tensor:
+        if not self.cuda:
+            return t
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        host.copy_(t, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending.append((event, t))
+        while self.pending and self.pending[0][0].query():
+            self.pending.popleft()
+        return host
+
+    def wait(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.pending.clear()
+
+
+def _plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
+    """Length-sorted (longest first, ties by index: deterministic) batches whose padded size fits the budget."""
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def _pad(token_ids: list[list[int]], rows: list[int], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    T = max(len(token_ids[i]) for i in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for r, i in enumerate(rows):
+        seq = torch.tensor(token_ids[i], dtype=torch.long)
+        span = slice(T - len(seq), T) if side == "left" else slice(0, len(seq))
+        ids[r, span] = seq
+        mask[r, span] = 1
+    return ids, mask
+
+
+def _validate(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length) -> None:
+    n = len(texts)
+    for name, values in (("languages_of_texts", languages_of_texts), ("seq_ids", seq_ids), ("parallel_ids", parallel_ids)):
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries for {n} texts")
+    unknown = sorted(set(languages_of_texts) - set(languages))
+    if unknown:
+        raise ValueError(f"languages_of_texts has languages not in `languages`: {unknown}")
+    if len(set(languages)) != len(languages):
+        raise ValueError(f"languages has duplicates: {languages}")
+    if batch_tokens < 1 or max_length < 1:
+        raise ValueError(f"batch_tokens={batch_tokens} and max_length={max_length} must be positive")
+
+
+def extract_shard(
+    model: nn.Module,
+    tokenizer,
+    adapter: MoEAdapter,
+    texts: list[str],
+    languages_of_texts: list[str],
+    seq_ids,
+    parallel_ids,
+    *,
+    languages: list[str],
+    batch_tokens: int = 8192,
+    max_length: int = 512,
+    per_token: bool = False,
+    progress: bool = False,
+) -> ShardRouting:
+    """Route every text through `model` and return the shard's routing, sequences in the given order.
+
+    Batches hold at most `batch_tokens` padded tokens, longest sequences first; a batch that runs out of
+    memory is halved and retried. Padding never counts. Checks the count invariant before returning."""
+    from tqdm.auto import tqdm
+
+    _validate(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length)
+    token_ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    lengths = [len(t) for t in token_ids]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    side = getattr(tokenizer, "padding_side", "right")
+    lang_index = np.array([languages.index(g) for g in languages_of_texts], dtype=np.int64)
+    S, G = len(texts), len(languages)
+
+    cap = RoutingCapture(model, adapter, G, per_token=per_token)
+    copies = _HostCopies(cap.device)
+    done: list[tuple[list[int], torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
+    queue = deque(_plan_batches(lengths, batch_tokens))
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=sum(lengths), unit="tok", disable=not progress, mininterval=2 if interactive else 60,
+               desc="routing", dynamic_ncols=interactive)
+    with torch.inference_mode(), cap:
+        while queue:
+            rows = queue.popleft()
+            ids, mask = _pad(token_ids, rows, pad_id, side)
+            onehot = F.one_hot(torch.from_numpy(lang_index[rows]), G)
+            try:
+                batch = cap.run_batch(ids, mask, rows, onehot)
+            except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+                if not _is_oom(err) or len(rows) == 1:
+                    raise
+                half = len(rows) // 2
+                log.warning("out of memory on a batch of %d x %d tokens: halving and retrying", len(rows), ids.shape[1])
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                queue.appendleft(rows[half:])
+                queue.appendleft(rows[:half])
+                continue
+            E = cap.E
+            seq = torch.cat((batch.sums[:, :, :E], batch.sums[:, :, 2 * E :]), dim=2)  # hits | probs
+            done.append((rows, copies.copy(seq),
+                         copies.copy(batch.ids) if per_token else None,
+                         copies.copy(batch.weights) if per_token else None))
+            bar.update(int(mask.sum()))
+        totals = cap.totals.cpu().numpy()
+    copies.wait()
+    bar.close()
+    return _assemble(cap, done, token_ids, lengths, lang_index, seq_ids, parallel_ids, languages_of_texts,
+                     languages, totals, S, per_token)
+
+
+def _assemble(cap, done, token_ids, lengths, lang_index, seq_ids, parallel_ids, languages_of_texts, languages,
+              totals, S, per_token) -> ShardRouting:
+    """Put device results back in the given sequence order as a ShardRouting."""
+    E, L, k = cap.E, cap.L, cap.k
+    G = len(languages)
+    seq_count = np.zeros((S, L, E), dtype=np.float32)
+    seq_prob = np.zeros((S, L, E), dtype=np.float32)
+    for rows, seq, _, _ in done:
+        arr = seq.numpy()
+        seq_count[rows] = arr[:, :, :E]
+        seq_prob[rows] = arr[:, :, E:]
+    lengths_arr = np.asarray(lengths, dtype=np.int64)
+    tokens = np.bincount(lang_index, weights=lengths_arr, minlength=G).astype(np.int64) if S else np.zeros(G, np.int64)
+    result = ShardRouting(
+        languages=list(languages),
+        layers=list(cap.adapter.moe_layers),
+        num_experts=E,
+        top_k=k,
+        count=np.rint(totals[:, :, :E]).astype(np.int64),
+        gate_sum=totals[:, :, E : 2 * E].astype(np.float64),
+        prob_sum=totals[:, :, 2 * E :].astype(np.float64),
+        tokens=tokens,
+        seq_id=np.asarray(seq_ids, dtype=str),
+        seq_language=np.asarray(languages_of_texts, dtype=str),
+        seq_parallel_id=np.asarray(parallel_ids, dtype=str),
+        seq_tokens=lengths_arr,
+        seq_count=seq_count,
+        seq_prob_sum=seq_prob,
+    )
+    if per_token:
+        _assemble_tokens(result, done, token_ids, lengths_arr, k, L)
+    result.check_invariant()
+    return result
+
+
+def _assemble_tokens(result: ShardRouting, done, token_ids, lengths: np.ndarray, k: int, L: int) -> None:
+    """Per-token arrays ordered by (given sequence order, position)."""
+    id_np = np.uint8 if result.num_experts <= 256 else np.uint16
+    if done:
+        ids = np.concatenate([d[2].numpy().view(id_np) for d in done])
+        weights = np.concatenate([d[3].numpy() for d in done])
+        batch_rows = np.concatenate([np.asarray(d[0], dtype=np.int64) for d in done])
+    else:
+        ids, weights = np.zeros((0, L, k), id_np), np.zeros((0, L, k), np.float16)
+        batch_rows = np.zeros(0, np.int64)
+    # start of each sequence's tokens in the concatenated (batch) order, then gather in the given order
+    start = np.zeros(len(lengths), dtype=np.int64)
+    start[batch_rows] = np.concatenate(([0], np.cumsum(lengths[batch_rows])[:-1])) if len(batch_rows) else []
+    perm = np.concatenate([np.arange(start[i], start[i] + lengths[i]) for i in range(len(lengths))] or [np.zeros(0, np.int64)])
+    result.expert_ids = ids[perm]
+    result.expert_weights = weights[perm]
+    result.token_id = np.concatenate([np.asarray(t, dtype=np.int32) for t in token_ids] or [np.zeros(0, np.int32)])
+    result.token_sequence = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
