@@ -48,13 +48,9 @@ wildcard_constraints:
 
 
 def dataset_splits(wildcards):
-    """Every split of a dataset that some step reads, so one download serves them all."""
-    return sorted({ref.get("split") or "" for ref in (ROUTING, TRAINING) if ref and ref["name"] == wildcards.dataset})
-
-
-def dataset_local_dir(wildcards):
-    root = CFG["datasets"]["local"]
-    return os.path.join(root, wildcards.dataset) if root else None
+    """Every split of a dataset that some step reads, so one download serves them all (None = its default)."""
+    splits = {ref.get("split") for ref in (ROUTING, TRAINING) if ref and ref["name"] == wildcards.dataset}
+    return sorted(splits, key=str)
 
 
 def data_file(dataset, language):

@@ -7,7 +7,7 @@ rule download_dataset:
         data_file("{dataset}", "{language}"),
     params:
         splits=dataset_splits,
-        local_dir=dataset_local_dir,
+        local_dir=CFG["datasets"]["local"],
         max_items=CFG["datasets"]["max_items"],
     log:
         f"{LOGS}/download_dataset/{{dataset}}/{{language}}.log",

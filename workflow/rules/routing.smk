@@ -45,6 +45,8 @@ rule gather_routing:
         model_info=f"{RESULTS}/model/info.json",
     output:
         directory(f"{RESULTS}/routing/{{dataset}}.zarr"),
+    params:
+        languages=LANGUAGES,
     log:
         f"{LOGS}/gather_routing/{{dataset}}.log",
     benchmark:

@@ -1,0 +1,64 @@
+"""Step `download_dataset`: one parquet of records per dataset and language, all needed splits."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from polyroute.data import get_spec, load_records, write_parquet_atomic
+
+log = logging.getLogger(__name__)
+
+
+def download_dataset(
+    dataset: str,
+    language: str,
+    out: str | os.PathLike,
+    *,
+    splits: Sequence[str | None] = (None,),
+    local_dir: str | os.PathLike | None = None,
+    max_items: int | None = None,
+) -> Path:
+    """Records of every requested split (None = the dataset's default split) in one parquet, with a
+    `split` column; from the hub, or from `local_dir` laid out like the hub."""
+    spec = get_spec(dataset)
+    names = [spec.check_split(split) for split in splits]  # bad split -> error before any download
+    frames = []
+    for split in dict.fromkeys(names):
+        frame = load_records(dataset, language, split=split, local_dir=local_dir, max_items=max_items)
+        log.info("%s %s %s: %d records (%s)", dataset, language, split, len(frame), local_dir or "hub")
+        frames.append(frame.assign(split=split))
+    table = pd.concat(frames, ignore_index=True)
+    return write_parquet_atomic(
+        table, out, metadata={"dataset": dataset, "language": language, "splits": list(dict.fromkeys(names)),
+                              "source": str(local_dir) if local_dir else spec.hf_id}
+    )
+
+
+def read_split(paths: Sequence[str | os.PathLike], split: str | None, dataset: str) -> pd.DataFrame:
+    """The records of one split from the parquet files of several languages, in the given order."""
+    name = get_spec(dataset).check_split(split)
+    frames = [pd.read_parquet(path) for path in paths]
+    table = pd.concat(frames, ignore_index=True)
+    return table[table["split"] == name].reset_index(drop=True)
+
+
+def record_texts(frame: pd.DataFrame, dataset: str) -> list[str]:
+    """The text of each record that is routed or trained on: the sentence of parallel text, the
+    passage and question of reading tasks, the question of math tasks, the good sentence of a pair."""
+    from polyroute.data import records as kinds
+
+    kind = get_spec(dataset).kind
+    if kind == kinds.PARALLEL_TEXT:
+        return frame["text"].tolist()
+    if kind in (kinds.MULTIPLE_CHOICE, kinds.EXTRACTIVE_QA):
+        return (frame["context"] + "\n" + frame["question"]).tolist()
+    if kind == kinds.NUMERIC_ANSWER:
+        return frame["question"].tolist()
+    if kind == kinds.MINIMAL_PAIR:
+        return frame["good"].tolist()
+    raise ValueError(f"dataset {dataset!r} has record kind {kind!r}, which has no text to route")

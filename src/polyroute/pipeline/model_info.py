@@ -1,0 +1,60 @@
+"""Step `model_info`: read the model's config (no weights), check the run's settings against it, and
+on the login node fetch the weights of a hub model so compute nodes never need the internet."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from polyroute.atomic import atomic_write_json
+from polyroute.config import ConfigError, check_against_model
+
+log = logging.getLogger(__name__)
+
+WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+
+
+def check_remote_code(model: Mapping[str, Any]) -> None:
+    """A checkpoint whose architecture is not in transformers needs trust_remote_code: say so in one line."""
+    from transformers import CONFIG_MAPPING, PretrainedConfig
+
+    raw, _ = PretrainedConfig.get_config_dict(model["id"], revision=model.get("revision"))
+    model_type = raw.get("model_type")
+    if model_type in CONFIG_MAPPING or model["trust_remote_code"]:
+        return
+    if "auto_map" in raw:
+        raise ConfigError(
+            f"config error: 'model.trust_remote_code': {model['id']} (model_type {model_type!r}) ships its own "
+            "code, which runs only with model.trust_remote_code: true; prefer a transformers-native checkpoint"
+        )
+    raise ConfigError(f"config error: 'model.id': {model['id']} has an unknown model_type {model_type!r}")
+
+
+def model_info(model: Mapping[str, Any], out: str | os.PathLike, run_config: Mapping[str, Any] | None = None,
+               fetch_weights: bool = True) -> dict[str, Any]:
+    """Describe the model from its config, check `run_config` against it and write `out` (JSON)."""
+    from polyroute.models import describe, load_config
+
+    check_remote_code(model)
+    hf_config = load_config(model["id"], revision=model.get("revision"), trust_remote_code=model["trust_remote_code"])
+    try:
+        info = describe(hf_config)
+    except ValueError as exc:
+        raise ConfigError(f"config error: 'model.id': {model['id']}: {exc}") from None
+    record = {"model_id": model["id"], "revision": model.get("revision"), **vars(info)}
+    if run_config is not None:
+        from types import SimpleNamespace
+
+        check_against_model(run_config, SimpleNamespace(**record))
+    if fetch_weights and not Path(model["id"]).exists():
+        from huggingface_hub import snapshot_download
+
+        log.info("fetching %s (revision %s) into the Hugging Face cache", model["id"], model.get("revision"))
+        snapshot_download(model["id"], revision=model.get("revision"), allow_patterns=WEIGHT_PATTERNS)
+    log.info("model %s: %s, MoE layers %s, E=%d, k=%d", model["id"], info.model_type, info.moe_layers,
+             info.num_experts, info.top_k)
+    atomic_write_json(out, record)
+    return record

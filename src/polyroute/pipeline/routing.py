@@ -1,0 +1,79 @@
+"""Steps `extract_routing` (one shard through the model) and `gather_routing` (shards -> one store)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from polyroute.atomic import config_hash, provenance
+from polyroute.pipeline.data import read_split, record_texts
+from polyroute.routing.shards import gather, interleaved_order, shard_indices
+from polyroute.routing.store import to_dataset, write_store
+
+log = logging.getLogger(__name__)
+
+
+def extraction_hash(run_config: Mapping[str, Any]) -> str:
+    """Hash of the settings that determine a routing store (recorded in its attrs)."""
+    return config_hash({key: run_config[key] for key in ("model", "languages", "extraction")}
+                       | {"routing": run_config["datasets"]["routing"], "max_items": run_config["datasets"]["max_items"]})
+
+
+def extract_routing(
+    *,
+    data_files: Sequence[str | os.PathLike],
+    dataset: str,
+    split: str | None,
+    languages: Sequence[str],
+    model: Mapping[str, Any],
+    extraction: Mapping[str, Any],
+    shard: int,
+    shards: int,
+    out: str | os.PathLike,
+    run_config: Mapping[str, Any],
+    device: str = "auto",
+) -> None:
+    """Route shard `shard` of `shards` of the dataset's sequences and write its store at `out`.
+
+    Sequences are ordered by (parallel id, language) before the contiguous split into shards, so
+    every shard holds whole groups of translations and every language."""
+    from polyroute.models import get_adapter, load_model
+    from polyroute.routing.capture import extract_shard
+
+    table = read_split(data_files, split, dataset)
+    table = table.iloc[interleaved_order(table["language"].tolist(), table["parallel_id"].tolist())]
+    part = table.iloc[shard_indices(len(table), shards, shard)]
+    if part.empty:
+        raise ValueError(f"shard {shard} of {shards} is empty: extraction.shards exceeds the {len(table)} sequences")
+    log.info("shard %d/%d: %d of %d sequences", shard, shards, len(part), len(table))
+    net, tokenizer = load_model(
+        model["id"], revision=model.get("revision"), dtype=model.get("dtype", "auto"),
+        trust_remote_code=model.get("trust_remote_code", False),
+        attn_implementation=model.get("attn_implementation"),
+        experts_implementation=model.get("experts_implementation"), device=device,
+    )
+    adapter = get_adapter(net)
+    routing = extract_shard(
+        net, tokenizer, adapter, record_texts(part, dataset), part["language"].tolist(),
+        part["id"].astype(str).tolist(), part["parallel_id"].astype(str).tolist(),
+        languages=list(languages), batch_tokens=extraction["batch_tokens"],
+        max_length=extraction["max_length"], per_token=extraction["per_token"], progress=True,
+    )
+    info = adapter.info()
+    attrs = provenance(
+        model=model["id"], model_revision=model.get("revision"), model_type=info.model_type,
+        num_experts=info.num_experts, top_k=info.top_k, router_output=info.router_output_kind,
+        dataset=dataset, split=split or "", max_length=extraction["max_length"],
+        config_hash=extraction_hash(run_config), shard_index=shard, shard_count=shards,
+    )
+    write_store(to_dataset(routing, attrs), out)
+    log.info("wrote %s (%d tokens)", out, int(routing.tokens.sum()))
+
+
+def gather_routing(shard_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
+                   languages: Sequence[str] | None = None) -> None:
+    """Concatenate complete shard stores into the dataset's routing store."""
+    gather(shard_paths, out, attrs={}, languages=languages)
+    log.info("gathered %d shards into %s", len(shard_paths), out)

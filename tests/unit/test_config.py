@@ -1,0 +1,151 @@
+"""The config: schema and dataclasses agree, defaults fill in, every bad input is a one-line error."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from polyroute import config as cfg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def default() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def _error(raw: dict) -> str:
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.validate(raw)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def _dataclass_of(annotation) -> type | None:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if dataclasses.is_dataclass(candidate):
+            return candidate
+    return None
+
+
+def _compare(schema: dict, cls: type, root: dict, where: str) -> None:
+    props = schema.get("properties", {})
+    hints = typing.get_type_hints(cls)
+    assert set(props) == set(hints), f"{where}: schema {sorted(props)} vs dataclass {sorted(hints)}"
+    for name, sub in props.items():
+        if "$ref" in sub:
+            sub = root["$defs"][sub["$ref"].split("/")[-1]]
+        nested = _dataclass_of(hints[name])
+        if sub.get("type") == "object" and nested is not None:
+            _compare(sub, nested, root, f"{where}.{name}")
+        field = {f.name: f for f in dataclasses.fields(cls)}[name]
+        if "default" in sub and nested is None:
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            assert default == sub["default"], f"{where}.{name}: default {default!r} vs schema {sub['default']!r}"
+
+
+def test_schema_and_dataclasses_agree() -> None:
+    schema = cfg.load_schema()
+    _compare(schema, cfg.Config, schema, "config")
+
+
+def test_default_config_is_valid_and_typed(default: dict) -> None:
+    typed = cfg.load(default)
+    assert typed.run == "demo"
+    assert typed.reference_language in typed.languages
+    assert typed.extraction.shards >= 1
+    assert typed.datasets.routing.name == "flores_plus"
+
+
+def test_defaults_are_filled(default: dict) -> None:
+    raw = copy.deepcopy(default)
+    del raw["stats"]
+    raw["extraction"] = {"shards": 3}
+    data = cfg.validate(raw)
+    assert data["stats"]["exclusive_threshold"] == 0.4
+    assert data["extraction"]["batch_tokens"] == 16384
+    assert data["model"]["trust_remote_code"] is False
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("stats", "bogus"), 1, "unknown key 'stats.bogus'"),
+        (("bogus",), 1, "unknown key 'bogus'"),
+        (("languages",), ["eng_Latn", "xxx_Latn"], "languages.1"),
+        (("languages",), ["eng_Latn", "english"], "languages.1"),
+        (("reference_language",), "fra_Latn", "reference_language"),
+        (("selection", "targets"), ["kor_Hang"], "selection.targets"),
+        (("extraction", "shards"), 0, "extraction.shards"),
+        (("datasets", "routing", "name"), "nope", "datasets.routing.name"),
+        (("training", "methods"), ["esft-unknown"], "training.methods"),
+        (("model", "dtype"), "float8", "model.dtype"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_key(default: dict, path, value, expected) -> None:
+    raw = copy.deepcopy(default)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    if path == ("reference_language",):
+        raw["languages"] = [code for code in raw["languages"] if code != "fra_Latn"]
+    assert expected in _error(raw)
+
+
+def test_language_missing_from_dataset_is_named(default: dict) -> None:
+    raw = copy.deepcopy(default)
+    raw["datasets"]["routing"] = {"name": "mgsm", "split": "test"}
+    raw["languages"] = ["eng_Latn", "ell_Grek"]
+    raw["stats"]["high_resource"] = ["eng_Latn"]
+    raw["selection"]["targets"] = []
+    raw["training"]["methods"] = []
+    message = _error(raw)
+    assert "datasets.routing" in message and "ell_Grek" in message
+
+
+def _info(**kw) -> SimpleNamespace:
+    base = dict(model_id="m", revision=None, model_type="qwen3_moe", moe_layers=list(range(8)), num_experts=16, top_k=4, num_hidden_layers=8)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "info", "expected"),
+    [
+        (lambda d: d["selection"]["methods"]["rise"].update(budget=129), _info(), "selection.methods.rise.budget"),
+        (lambda d: d["selection"]["methods"]["all-experts"].update(layers=[8]), _info(), "selection.methods.all-experts.layers"),
+        (lambda d: d["stats"].update(heatmap_layers=[0, 99]), _info(), "stats.heatmap_layers"),
+        (lambda d: d["selection"]["methods"]["last-layer"].update(n=9), _info(), "last-layer.n"),
+        (lambda d: None, _info(moe_layers=[]), "no MoE layers"),
+        (lambda d: None, _info(num_experts=8), "stats.affinity_top_m"),
+    ],
+)
+def test_model_checks_name_the_key(default: dict, mutate, info, expected) -> None:
+    data = cfg.validate(default)
+    mutate(data)
+    with pytest.raises(cfg.ConfigError, match=expected.replace(".", r"\.")):
+        cfg.check_against_model(data, info)
+
+
+def test_model_checks_pass_on_default(default: dict) -> None:
+    cfg.check_against_model(cfg.validate(default), _info())
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_are_valid_over_the_default(default: dict, path: Path) -> None:
+    from snakemake.utils import update_config
+
+    merged = copy.deepcopy(default)
+    update_config(merged, yaml.safe_load(path.read_text()))
+    data = cfg.validate(merged)
+    assert data["run"] == path.stem
+    assert data["datasets"]["local"] is None
