@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from polyroute.atomic import atomic_write_bytes
 from polyroute.data import records as R
 from polyroute.data.registry import DatasetSpec, RowContext, get_spec
 
@@ -75,30 +75,23 @@ def load_records(name: str, language: str, *, split: str | None = None,
 
 def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike,
                          metadata: dict[str, Any] | None = None) -> Path:
-    """Write `frame` to `path` via a temp file in the same folder and os.replace.
+    """Write `frame` as parquet to `path` atomically (see `polyroute.atomic`).
 
-    A writer that fails leaves no file at `path` and no temp file behind, so a killed job never
-    leaves a parquet that a rerun would trust.
+    `metadata` is stored as JSON under the schema metadata key ``polyroute``. A writer that fails
+    leaves no file at `path`, so a killed job never leaves a parquet a rerun would trust.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata:
         meta = dict(table.schema.metadata or {})
-        meta[b"polyroute"] = json.dumps(metadata, sort_keys=True).encode()
+        meta[b"polyroute"] = json.dumps(metadata, sort_keys=True, default=str).encode()
         table = table.replace_schema_metadata(meta)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    sink = pa.BufferOutputStream()  # serialise fully first: a failure here touches no file
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return Path(path)
 
 
 def download(name: str, language: str, out_path: str | os.PathLike, *, split: str | None = None,
