@@ -1,0 +1,385 @@
+"""Selectors (METHODS section 5): routing statistics -> a subnetwork dict, through one registry.
+
+Adding a selector is one function decorated with `@register(name, defaults)`; `select()` validates
+the method, the settings (unknown keys are errors), the target and the routing store against the
+model before calling it, then counts the parameters the selection makes trainable.
+
+Each selector receives a `Context` and returns `Picked`. Choices documented here and tested:
+- rise: candidates are experts the target routes to at least once (others get no gradient from
+  target data, RISE Lemma 1); ties rank by (score desc, layer, expert).
+- random: the same budget and the same per-zone counts as `rise` for that target, drawn uniformly
+  from every expert of each zone with numpy's default_rng(seed).
+- train_routers (where a selector accepts it): the routers of the layers that hold selected experts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from polyroute.select.params import ParamCounts
+from polyroute.select.zones import allocate, default_budget, normalise_split, rise_zones
+from polyroute.stats.distributions import frequency
+from polyroute.stats.experts import (
+    EXCLUSIVE,
+    SHARED,
+    affinity,
+    esft_gate_selection,
+    expert_classes,
+    language_experts_by_gap,
+    rise_scores,
+    shared_experts,
+)
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a selector may read: the routing aggregates, the target, resolved settings, the model."""
+
+    method: str
+    stats: xr.Dataset | None
+    target: str
+    settings: Mapping[str, Any]
+    info: ParamCounts
+    languages: tuple[str, ...] = ()
+
+    def counts(self) -> tuple[xr.DataArray, xr.DataArray]:
+        """count (language, layer, expert) and tokens (language) over the configured languages."""
+        assert self.stats is not None
+        langs = list(self.languages)
+        count = self.stats["count"].sel(language=langs).transpose("language", "layer", "expert")
+        return count, self.stats["tokens"].sel(language=langs)
+
+    def frequency(self) -> xr.DataArray:
+        return frequency(*self.counts())
+
+    def layer_window(self, key: str = "layers") -> list[int]:
+        """The MoE layers named by setting `key` (None = all), checked against the model."""
+        wanted = self.settings.get(key)
+        if wanted is None:
+            return list(self.info.moe_layers)
+        bad = [x for x in wanted if x not in self.info.moe_layers]
+        if bad or not wanted:
+            raise ValueError(f"{self.method}.{key}={list(wanted)}: {bad or 'empty'} not MoE layers of the model {list(self.info.moe_layers)}")
+        return sorted(set(int(x) for x in wanted))
+
+
+@dataclass
+class Picked:
+    """A selector's answer; `derived` lands in the file's settings (e.g. the RISE zones)."""
+
+    experts: list[Pair]
+    budget: int | None = None
+    train_routers: bool = False
+    extra_modules: list[str] = field(default_factory=list)
+    derived: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SelectorSpec:
+    func: Callable[[Context], Picked]
+    defaults: Mapping[str, Any]
+    needs_stats: bool
+
+
+REGISTRY: dict[str, SelectorSpec] = {}
+
+# Settings every statistics-driven selector accepts.
+STATS_COMMON: dict[str, Any] = {"languages": None, "train_routers": False}
+RISE_DEFAULTS: dict[str, Any] = {"budget": None, "split": [0.35, 0.25]}
+
+
+def register(name: str, defaults: Mapping[str, Any], needs_stats: bool = True) -> Callable:
+    """Decorator adding a selector under `name` with its default settings."""
+
+    def deco(func: Callable[[Context], Picked]) -> Callable[[Context], Picked]:
+        if name in REGISTRY:
+            raise ValueError(f"selector {name!r} is registered twice")
+        REGISTRY[name] = SelectorSpec(func, dict(defaults), needs_stats)
+        return func
+
+    return deco
+
+
+def _mask_pairs(mask: xr.DataArray, layers: Sequence[int] | None = None) -> list[Pair]:
+    """(layer, expert) pairs where a bool (layer, expert) mask is true, restricted to `layers`."""
+    m = mask.transpose("layer", "expert")
+    if layers is not None:
+        m = m.sel(layer=list(layers))
+    li, ei = np.nonzero(m.values)
+    lv, ev = m["layer"].values, m["expert"].values
+    return sorted((int(lv[a]), int(ev[b])) for a, b in zip(li, ei))
+
+
+def _check_int(ctx: Context, key: str, minimum: int) -> int:
+    value = ctx.settings[key]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{ctx.method}.{key}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+# ---------------------------------------------------------------- RISE and its random twin
+
+
+@dataclass(frozen=True)
+class _ZonePlan:
+    budget: int
+    zones: list[tuple[str, list[int]]]  # zone name, model layer indices
+    candidates: list[list[tuple[float, int, int]]]  # per zone: (score, layer, expert), best first
+    counts: list[int]
+
+    def record(self) -> dict[str, Any]:
+        return {n: {"layers": layers, "selected": c} for (n, layers), c in zip(self.zones, self.counts)}
+
+
+def _rise_plan(ctx: Context) -> _ZonePlan:
+    info, target = ctx.info, ctx.target
+    total = info.total_experts
+    layers = list(info.moe_layers)
+    zones = [(z.name, [layers[p] for p in z.positions]) for z in rise_zones(len(layers))]
+    split = normalise_split(ctx.settings["split"])
+    if ctx.settings["budget"] is None:
+        budget = default_budget(total, sum(1 for (_, ls), s in zip(zones, split) if ls and s > 0))
+    else:
+        budget = _check_int(ctx, "budget", 1)
+    if budget > total:
+        raise ValueError(f"{ctx.method}.budget={budget} exceeds the model's {total} experts")
+    freq = ctx.frequency().sel(layer=layers).transpose("language", "layer", "expert")
+    scores = rise_scores(freq, target, float(ctx.settings.get("alpha", 10.0)))
+    used = freq.sel(language=target).values > 0
+    candidates = []
+    for zone in rise_zones(len(layers)):
+        score = scores["ovlp" if zone.name == "middle" else "spec"].values
+        cand = [
+            (float(score[p, e]), layers[p], int(e))
+            for p in zone.positions
+            for e in np.flatnonzero(used[p] & (score[p] > 0))
+        ]
+        candidates.append(sorted(cand, key=lambda c: (-c[0], c[1], c[2])))
+    counts = allocate(budget, split, [len(c) for c in candidates])
+    if sum(counts) < budget:
+        log.warning("%s/%s: only %d experts eligible for a budget of %d", ctx.method, target, sum(counts), budget)
+    return _ZonePlan(budget, zones, candidates, counts)
+
+
+@register("rise", {**STATS_COMMON, **RISE_DEFAULTS, "alpha": 10.0})
+def _rise(ctx: Context) -> Picked:
+    """RISE tripartite: top Spec in shallow and deep zones, top Ovlp in the middle zone."""
+    plan = _rise_plan(ctx)
+    experts = [(l, e) for cand, n in zip(plan.candidates, plan.counts) for _, l, e in cand[:n]]
+    return Picked(sorted(experts), plan.budget, bool(ctx.settings["train_routers"]), derived={"zones": plan.record()})
+
+
+@register("random", {**STATS_COMMON, **RISE_DEFAULTS, "seed": 0})
+def _random(ctx: Context) -> Picked:
+    """Baseline: RISE's budget and per-zone counts, experts drawn uniformly within each zone."""
+    plan = _rise_plan(ctx)
+    rng = np.random.default_rng(_check_int(ctx, "seed", 0))
+    experts: list[Pair] = []
+    for (_, zone_layers), n in zip(plan.zones, plan.counts):
+        pool = [(l, e) for l in zone_layers for e in range(ctx.info.num_experts)]
+        experts += [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
+    return Picked(sorted(experts), plan.budget, bool(ctx.settings["train_routers"]), derived={"zones": plan.record()})
+
+
+# ---------------------------------------------------------------- Chen, Khandelwal, ESFT
+
+CHEN_DEFAULTS = {**STATS_COMMON, "affinity_top_m": 15, "exclusive_threshold": 0.4, "layers": None}
+
+
+def _chen(ctx: Context, code: int) -> Picked:
+    W = affinity(*ctx.counts(), top_m=ctx.settings["affinity_top_m"])
+    cls = expert_classes(W, theta=float(ctx.settings["exclusive_threshold"])).sel(language=ctx.target)
+    experts = _mask_pairs(cls == code, ctx.layer_window())
+    return Picked(experts, len(experts), bool(ctx.settings["train_routers"]))
+
+
+@register("chen-exclusive", CHEN_DEFAULTS)
+def _chen_exclusive(ctx: Context) -> Picked:
+    """Chen: experts exclusive to the target (W > theta)."""
+    return _chen(ctx, EXCLUSIVE)
+
+
+@register("chen-shared", CHEN_DEFAULTS)
+def _chen_shared(ctx: Context) -> Picked:
+    """Chen: experts the target uses that are exclusive to no language."""
+    return _chen(ctx, SHARED)
+
+
+@register(
+    "last-layer",
+    {
+        **STATS_COMMON,
+        "n": 2,
+        "shared": True,
+        "parent": None,
+        "language_gap": 0.01,
+        "shared_top": 5,
+        "high_resource": [],
+        "reference_language": None,
+    },
+)
+def _last_layer(ctx: Context) -> Picked:
+    """Khandelwal SEFT (shared=False) / SSFT (shared=True) in the last n MoE layers."""
+    n = _check_int(ctx, "n", 1)
+    if n > len(ctx.info.moe_layers):
+        raise ValueError(f"{ctx.method}.n={n} exceeds the model's {len(ctx.info.moe_layers)} MoE layers")
+    layers = list(ctx.info.moe_layers[-n:])
+    owner = ctx.settings["parent"] or ctx.target
+    if owner not in ctx.languages:
+        raise ValueError(f"{ctx.method}.parent={owner!r} is not among the languages {list(ctx.languages)}")
+    count, _ = ctx.counts()
+    experts = set(_mask_pairs(language_experts_by_gap(count, float(ctx.settings["language_gap"])).sel(language=owner), layers))
+    if ctx.settings["shared"]:
+        high = list(ctx.settings["high_resource"]) or [ctx.settings["reference_language"]] * bool(ctx.settings["reference_language"])
+        if not high:
+            raise ValueError(f"{ctx.method}.shared=true needs high_resource languages (or reference_language)")
+        shared = shared_experts(ctx.frequency(), high, _check_int(ctx, "shared_top", 1))
+        experts |= set(_mask_pairs(shared, layers))
+    return Picked(sorted(experts), len(experts), bool(ctx.settings["train_routers"]))
+
+
+@register("esft", {**STATS_COMMON, "top_p": 0.2, "score": "gate", "layers": None})
+def _esft(ctx: Context) -> Picked:
+    """ESFT: per layer, experts by decreasing mean gate weight (or token share) until top_p is covered."""
+    if ctx.settings["score"] == "gate" and "gate_sum" not in ctx.stats:
+        raise ValueError(f"{ctx.method}.score='gate' needs gate_sum in the routing store")
+    count, tokens = ctx.counts()
+    gate_sum = ctx.stats["gate_sum"].sel(language=list(ctx.languages)) if "gate_sum" in ctx.stats else count * 0.0
+    mask = esft_gate_selection(gate_sum, count, tokens, ctx.target, float(ctx.settings["top_p"]), ctx.settings["score"])
+    experts = _mask_pairs(mask, ctx.layer_window())
+    return Picked(experts, len(experts), bool(ctx.settings["train_routers"]))
+
+
+# ---------------------------------------------------------------- baselines without statistics
+
+
+@register("all-experts", {"layers": None, "train_routers": False}, needs_stats=False)
+def _all_experts(ctx: Context) -> Picked:
+    """Every expert of the given MoE layers (None = the last MoE layer)."""
+    layers = ctx.layer_window() if ctx.settings["layers"] is not None else [ctx.info.moe_layers[-1]]
+    experts = [(l, e) for l in layers for e in range(ctx.info.num_experts)]
+    return Picked(experts, len(experts), bool(ctx.settings["train_routers"]))
+
+
+@register("full", {}, needs_stats=False)
+def _full(ctx: Context) -> Picked:
+    """Full fine-tuning: every parameter ("*" in extra_modules)."""
+    experts = [(l, e) for l in ctx.info.moe_layers for e in range(ctx.info.num_experts)]
+    return Picked(experts, len(experts), True, ["*"])
+
+
+@register("none", {}, needs_stats=False)
+def _none(ctx: Context) -> Picked:
+    """Nothing trainable: the base model as a subnetwork."""
+    return Picked([], 0)
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def _resolve(method: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    if method not in REGISTRY:
+        raise ValueError(f"unknown selection method {method!r}; known: {sorted(REGISTRY)}")
+    defaults = REGISTRY[method].defaults
+    unknown = sorted(set(settings or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"{method}: unknown setting(s) {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **(settings or {})}
+
+
+def _check_store(method: str, stats: xr.Dataset, info: ParamCounts) -> None:
+    missing = [v for v in ("count", "tokens") if v not in stats]
+    if missing:
+        raise ValueError(f"{method}: routing store lacks {missing}")
+    layers = [int(x) for x in stats["layer"].values]
+    if layers != list(info.moe_layers):
+        raise ValueError(f"{method}: routing store layers {layers} differ from the model's MoE layers {list(info.moe_layers)}")
+    if stats.sizes["expert"] != info.num_experts:
+        raise ValueError(f"{method}: routing store has {stats.sizes['expert']} experts per layer, the model {info.num_experts}")
+    tokens = np.asarray(stats["tokens"].values)
+    if (tokens <= 0).any():
+        raise ValueError(f"{method}: language(s) {list(np.asarray(stats['language'].values)[tokens <= 0])} have no tokens")
+
+
+def _languages(method: str, stats: xr.Dataset, target: str, wanted: Sequence[str] | None) -> tuple[str, ...]:
+    known = [str(g) for g in stats["language"].values]
+    langs = [str(g) for g in wanted] if wanted is not None else known
+    bad = [g for g in langs if g not in known]
+    if bad or len(set(langs)) != len(langs) or not langs:
+        raise ValueError(f"{method}.languages={langs}: {bad or 'empty or repeated'}; routing languages are {known}")
+    if target not in langs:
+        raise ValueError(f"{method}: target {target!r} is not among the languages {langs}")
+    return tuple(langs)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def select(
+    method: str,
+    stats_inputs: xr.Dataset | None,
+    *,
+    target: str,
+    settings: Mapping[str, Any] | None = None,
+    model_info: ParamCounts,
+) -> dict[str, Any]:
+    """Run selector `method` for `target` and return the subnetwork dict (DESIGN.md contract).
+
+    `stats_inputs` is the routing store (count, tokens, and gate_sum for esft) or None for the
+    selectors that need none (all-experts, full, none). Settings not given take the selector's
+    defaults (REGISTRY[method].defaults); unknown ones are errors.
+    """
+    resolved = _resolve(method, settings)
+    spec = REGISTRY[method]
+    if not isinstance(target, str) or not target:
+        raise ValueError(f"{method}: target={target!r} must be a language code")
+    languages: tuple[str, ...] = ()
+    if stats_inputs is not None:
+        _check_store(method, stats_inputs, model_info)
+        languages = _languages(method, stats_inputs, target, resolved.get("languages"))
+        if "languages" in resolved:
+            resolved["languages"] = list(languages)
+    elif spec.needs_stats:
+        raise ValueError(f"{method}: needs the routing store (count, tokens)")
+    picked = spec.func(Context(method, stats_inputs, target, resolved, model_info, languages))
+
+    experts = sorted(set(picked.experts))
+    if picked.extra_modules == ["*"]:
+        trainable = model_info.total_params
+    else:
+        router_layers = len({l for l, _ in experts}) if picked.train_routers else 0
+        trainable = model_info.trainable(len(experts), router_layers)
+    out = {
+        "method": method,
+        "target": target,
+        "model": model_info.model,
+        "experts": [[l, e] for l, e in experts],
+        "train_routers": bool(picked.train_routers),
+        "extra_modules": list(picked.extra_modules),
+        "budget": picked.budget,
+        "params_trainable": int(trainable),
+        "params_total": int(model_info.total_params),
+        "settings": _jsonable({**resolved, **picked.derived}),
+    }
+    log.info(
+        "%s/%s: %d experts, %d of %d parameters trainable (%.4f%%)",
+        method, target, len(experts), trainable, model_info.total_params, 100.0 * trainable / model_info.total_params,
+    )
+    return out

@@ -1,0 +1,99 @@
+"""RISE depth zones and the split of an expert budget over them (METHODS section 5).
+
+Zones are over MoE layer *positions* 0..L-1 (callers map them to model layer indices):
+shallow [0, round(0.375 L)), middle [.., round(0.625 L)), deep [.., L), with round half up (Python's
+round() sends 2.5 to 2, which would empty the middle zone of a 4-layer model). Shared with the plots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+ZONE_NAMES = ("shallow", "middle", "deep")
+ZONE_BOUNDS = (0.375, 0.625)
+DEFAULT_SPLIT = (0.35, 0.25, 0.40)
+DEFAULT_BUDGET_FRACTION = 0.02
+
+
+def round_half_up(x: float) -> int:
+    """Round to the nearest integer, halves up (2.5 -> 3)."""
+    return int(math.floor(x + 0.5))
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    start: int  # first MoE layer position
+    stop: int  # one past the last position
+
+    @property
+    def positions(self) -> range:
+        return range(self.start, self.stop)
+
+
+def rise_zones(n_layers: int, bounds: Sequence[float] = ZONE_BOUNDS) -> list[Zone]:
+    """The three RISE zones of a model with `n_layers` MoE layers (a zone may be empty for tiny models)."""
+    if n_layers < 1:
+        raise ValueError(f"n_layers={n_layers!r} must be >= 1")
+    b1, b2 = round_half_up(bounds[0] * n_layers), round_half_up(bounds[1] * n_layers)
+    if not (0 <= b1 <= b2 <= n_layers):
+        raise ValueError(f"zone bounds {list(bounds)} must satisfy 0 <= shallow <= middle <= 1")
+    return [Zone("shallow", 0, b1), Zone("middle", b1, b2), Zone("deep", b2, n_layers)]
+
+
+def normalise_split(split: Sequence[float]) -> tuple[float, float, float]:
+    """(shallow, middle, deep) shares from 2 values (deep = the rest) or 3 values summing to 1."""
+    values = [float(x) for x in split]
+    if len(values) == 2:
+        values.append(1.0 - sum(values))
+    if len(values) != 3 or any(not math.isfinite(v) or v < -1e-12 for v in values) or abs(sum(values) - 1) > 1e-9:
+        raise ValueError(f"split={list(split)} must be 2 shares (deep gets the rest) or 3 summing to 1, all >= 0")
+    return tuple(max(v, 0.0) for v in values)  # type: ignore[return-value]
+
+
+def default_budget(total_experts: int, n_zones: int, fraction: float = DEFAULT_BUDGET_FRACTION) -> int:
+    """About `fraction` of all experts, at least one per zone."""
+    return max(round_half_up(fraction * total_experts), n_zones)
+
+
+def _largest_remainder(total: int, weights: Sequence[float]) -> list[int]:
+    """Integers proportional to weights summing to total; ties for the leftovers go to earlier zones."""
+    wsum = sum(weights)
+    exact = [total * w / wsum for w in weights]
+    out = [math.floor(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda z: (-(exact[z] - out[z]), z))
+    for z in order[: total - sum(out)]:
+        out[z] += 1
+    return out
+
+
+def allocate(budget: int, split: Sequence[float], capacity: Sequence[int]) -> list[int]:
+    """Experts per zone: budget split by shares, at least 1 per zone with a positive share and room
+    (when the budget allows), capped at each zone's capacity, the excess spilled to other zones with a
+    positive share and room (in proportion to their shares). The result may sum to less than the
+    budget only when those zones are full."""
+    shares = normalise_split(split)
+    if budget < 0:
+        raise ValueError(f"budget={budget!r} must be >= 0")
+    active = [z for z in range(3) if shares[z] > 0 and capacity[z] > 0]
+    if budget == 0 or not active:
+        return [0, 0, 0]
+    counts = _largest_remainder(budget, shares)
+    if budget >= len(active):  # at least one per active zone, taken from the largest allotment
+        for z in active:
+            if counts[z] == 0:
+                donor = max(range(3), key=lambda y: (counts[y], y))
+                counts[donor] -= 1
+                counts[z] += 1
+    counts = [c if z in active else 0 for z, c in enumerate(counts)]
+    while True:
+        excess = sum(max(c - capacity[z], 0) for z, c in enumerate(counts)) + budget - sum(counts)
+        counts = [min(c, capacity[z]) for z, c in enumerate(counts)]
+        room = [z for z in active if counts[z] < capacity[z]]
+        if excess <= 0 or not room:
+            return counts
+        extra = _largest_remainder(excess, [shares[z] for z in room])
+        for z, e in zip(room, extra):
+            counts[z] += e
