@@ -1,0 +1,247 @@
+"""Train a subnetwork with DeepSpeed ZeRO: deltas on the selected experts, everything else frozen.
+
+One code path for 1..N processes: started by the ``deepspeed`` launcher (or torchrun) it reads
+RANK/WORLD_SIZE from the environment; started as a plain process it runs as a world of one.
+Checkpoints (``out_dir/checkpoints``, DeepSpeed's own format, trainable state only) are written every
+``checkpoint_interval`` steps and a rerun resumes from the latest: the data of step ``s`` depends only
+on (seed, s), so a resumed run ends where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from polyroute.atomic import MARKER_NAME, atomic_write_bytes, atomic_write_json, atomic_write_text, write_marker
+from polyroute.train.artifacts import save_delta
+from polyroute.train.data import BatchOrder, collate, lr_factor, tokenize_texts
+from polyroute.train.delta import attach_deltas, count_delta_elements, delta_parameters
+from polyroute.train.enforce import enforce_routing
+from polyroute.train.plan import build_plan, experts_by_layer
+from polyroute.train.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_FIELDS = ("step", "epoch", "loss", "lr")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced (on every rank; only rank 0 writes files)."""
+
+    out_dir: Path
+    steps: int
+    final_loss: float
+    params_trainable: int
+    resumed_from: int  # optimizer step the run resumed at (0 = fresh)
+    log: list[dict[str, float]] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, repr=False)  # the trained module, deltas attached
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(use_cuda: bool) -> tuple[int, int]:
+    """Join (or, for a plain process, create) the process group; return (rank, world_size)."""
+    import deepspeed
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo", auto_mpi_discovery=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def resolve_dtype(name: str, use_cuda: bool) -> torch.dtype:
+    """``auto`` -> bf16 on GPU, fp32 on CPU."""
+    if name == "auto":
+        return torch.bfloat16 if use_cuda else torch.float32
+    return getattr(torch, name)
+
+
+def deepspeed_config(settings: TrainSettings, dtype: torch.dtype) -> dict[str, Any]:
+    """The DeepSpeed config for these settings (optimizer and scheduler are ours, passed as objects)."""
+    return {
+        "train_micro_batch_size_per_gpu": settings.micro_batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation,
+        "gradient_clipping": settings.max_grad_norm,
+        "zero_optimization": {"stage": settings.zero_stage},
+        "bf16": {"enabled": dtype == torch.bfloat16},
+        "fp16": {"enabled": dtype == torch.float16},
+        "zero_allow_untested_optimizer": True,  # torch AdamW over the delta tensors
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _expert_module_classes(model: nn.Module, adapter: Any, layers: list[int]) -> list[type]:
+    classes = []
+    for layer in layers:
+        cls = type(adapter.experts(model, layer)) if hasattr(adapter, "experts") else None
+        if cls is not None and cls not in classes:
+            classes.append(cls)
+    return classes
+
+
+def _write_log_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r[k] for k in LOG_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _write_loss_png(path: Path, rows: list[dict[str, float]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (causal LM)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _get_adapter(model: nn.Module) -> Any:
+    from polyroute.models import get_adapter
+
+    return get_adapter(model)
+
+
+def train_subnetwork(model_path: str | os.PathLike, subnetwork: Mapping[str, Any], texts: list[str],
+                     out_dir: str | os.PathLike, settings: Mapping[str, Any] | TrainSettings | None = None,
+                     *, adapter: Any = None, return_model: bool = False) -> TrainResult:
+    """Train only ``subnetwork``'s experts of the model at ``model_path`` on ``texts``; write the delta.
+
+    Writes to ``out_dir``: ``delta.safetensors``, ``subnetwork.json``, ``train_log.csv``, ``loss.png``,
+    ``settings.json`` and, last, the completion marker ``.complete``. ``adapter`` defaults to
+    ``polyroute.models.get_adapter(model)``. Bad settings, subnetwork or texts raise ValueError
+    before the model is loaded (except checks that need the model's shapes).
+    """
+    import deepspeed
+    import torch.distributed as dist
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    s = settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)
+    allowed = experts_by_layer(subnetwork)
+    if not texts:
+        raise ValueError("texts: empty; nothing to train on")
+    out = Path(out_dir)
+    use_cuda = torch.cuda.is_available()
+    dtype = resolve_dtype(s.dtype, use_cuda)
+    rank, world = init_distributed(use_cuda)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER_NAME).unlink(missing_ok=True)  # this directory is untrusted until we finish
+    dist.barrier()
+
+    torch.manual_seed(s.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=s.trust_remote_code)
+    seqs = tokenize_texts(tokenizer, texts, s.max_length)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError(f"{model_path}: tokenizer has neither a pad nor an eos token")
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, use_safetensors=True,
+                                                 trust_remote_code=s.trust_remote_code)
+    model.config.use_cache = False
+    adapter = adapter if adapter is not None else _get_adapter(model)
+    plan = build_plan(model, adapter, subnetwork)
+    leaf_classes = _expert_module_classes(model, adapter, list(allowed))
+    entries = attach_deltas(model, plan)
+    if s.enforce_routing:
+        enforce_routing(model, adapter, allowed)
+    if s.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if s.zero_stage == 3:
+        model.enable_input_require_grads()  # gradients must flow through frozen early layers
+        if leaf_classes:
+            deepspeed.utils.set_z3_leaf_modules(model, leaf_classes)  # gather a layer's experts at once
+    model.train()
+
+    order = BatchOrder(len(seqs), s.micro_batch_size, world, s.gradient_accumulation, s.seed)
+    total = order.steps_per_epoch * s.epochs
+    if s.max_steps:
+        total = min(total, s.max_steps)
+    params = delta_parameters(entries)
+    optimizer = torch.optim.AdamW(params, lr=s.lr, betas=s.adam_betas, eps=s.adam_eps,
+                                  weight_decay=s.weight_decay, foreach=False)
+
+    def make_scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, s.warmup_ratio))
+
+    engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, model_parameters=params,
+                                                   lr_scheduler=make_scheduler, config=deepspeed_config(s, dtype))
+    ckpt_dir = out / CHECKPOINT_DIR
+    start, rows = 0, []
+    if (ckpt_dir / "latest").exists():
+        path, client = engine.load_checkpoint(str(ckpt_dir), load_module_strict=False)
+        if path is not None:
+            start, rows = int(client["step"]), list(client["log"])
+            torch.set_rng_state(client["rng"])
+            log.info("resumed from %s at step %d", path, start)
+
+    t0 = time.perf_counter()
+    for step in range(start, total):
+        lr = scheduler.get_last_lr()[0]
+        losses = []
+        for ids in order.rank_micro_batches(step, rank):
+            batch = {k: v.to(engine.device) for k, v in collate([seqs[i] for i in ids], pad_id).items()}
+            loss = engine(**batch).loss
+            engine.backward(loss)
+            engine.step()
+            losses.append(loss.detach().float())
+        mean = torch.stack(losses).mean().reshape(1).to(engine.device)
+        dist.all_reduce(mean)
+        rows.append({"step": step + 1, "epoch": step // order.steps_per_epoch, "loss": mean.item() / world, "lr": lr})
+        if s.checkpoint_interval and (step + 1) % s.checkpoint_interval == 0 and step + 1 < total:
+            engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1:08d}", exclude_frozen_parameters=True,
+                                   client_state={"step": step + 1, "log": rows, "rng": torch.get_rng_state()})
+    elapsed = time.perf_counter() - t0
+
+    deltas = {}
+    for name, e in entries.items():
+        full = deepspeed.utils.safe_get_full_fp32_param(e.param.delta)  # collective under ZeRO-3
+        deltas[name] = (e.param.rows, (full if full is not None else e.param.delta).detach().float().cpu())
+    n_train = count_delta_elements(entries) if s.zero_stage < 3 else sum(d.numel() for _, d in deltas.values())
+    if rank == 0:
+        meta = {"model": str(model_path), "model_type": model.config.model_type, "steps": total,
+                "settings": s.as_dict()}
+        save_delta(out / "delta.safetensors", deltas, metadata=meta)
+        atomic_write_json(out / "subnetwork.json", dict(subnetwork))
+        atomic_write_json(out / "settings.json", s.as_dict())
+        _write_log_csv(out / "train_log.csv", rows)
+        _write_loss_png(out / "loss.png", rows, f"{subnetwork.get('method', '?')} -> {subnetwork.get('target', '?')}")
+        if not s.keep_checkpoints:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        write_marker(out, {"steps": total, "final_loss": rows[-1]["loss"] if rows else None,
+                           "params_trainable": n_train, "world_size": world, "resumed_from": start,
+                           "train_seconds": round(elapsed, 3), "zero_stage": s.zero_stage})
+    dist.barrier()
+    return TrainResult(out, total, rows[-1]["loss"] if rows else float("nan"), n_train, start, rows,
+                       engine.module if return_model else None)
