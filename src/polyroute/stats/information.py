@@ -15,15 +15,18 @@ from polyroute.stats._core import entropy_nats, jsd_nats, normalised_divergence
 _PAIR_BLOCK_ELEMENTS = 2**22
 
 
-def check_log_base(log_base: float) -> float:
-    """Return log_base as float, or raise when it cannot be a logarithm base."""
-    base = float(log_base)
+def check_log_base(log_base: float | str) -> float:
+    """Return log_base as float ("e" allowed, as the config writes it), or raise when it cannot be a base."""
+    try:
+        base = float(np.e) if str(log_base).strip().lower() == "e" else float(log_base)
+    except (TypeError, ValueError):
+        base = float("nan")
     if not np.isfinite(base) or base <= 0 or base == 1:
         raise ValueError(f"log_base={log_base!r} must be a positive number other than 1 (e.g. 2 or e)")
     return base
 
 
-def entropy(dist: xr.DataArray, *, log_base: float = np.e, normalise: bool = False) -> xr.DataArray:
+def entropy(dist: xr.DataArray, *, log_base: float | str = np.e, normalise: bool = False) -> xr.DataArray:
     """Entropy -sum_i P_i log P_i over `expert`, in `log_base`; normalise=True divides by log E (0..1)."""
     base = check_log_base(log_base)
     h = xr.apply_ufunc(entropy_nats, dist, input_core_dims=[["expert"]])
