@@ -293,3 +293,10 @@ def test_errors_are_one_line(call, match):
     with pytest.raises(ValueError, match=match) as err:
         call()
     assert "\n" not in str(err.value)
+
+
+def test_esft_token_score_needs_no_gate_sum():
+    got = ex.esft_gate_selection(None, COUNT, TOKENS, "a", top_p=0.6, score="token").values[0]
+    np.testing.assert_array_equal(got, [1, 0, 1, 0])
+    with pytest.raises(ValueError, match="needs gate_sum"):
+        ex.esft_gate_selection(None, COUNT, TOKENS, "a")

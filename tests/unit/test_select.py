@@ -238,7 +238,7 @@ def test_every_selector_writes_a_valid_file(tmp_path):
         ("rise", "xx", None, "target 'xx'"),
         ("rise", "tgt", {"languages": ["eng", "fra"]}, "target 'tgt' is not among"),
         ("rise", "tgt", {"languages": ["tgt", "zzz"]}, r"rise.languages=.*zzz"),
-        ("rise", "tgt", {"split": [0.9, 0.5]}, "split"),
+        ("rise", "tgt", {"split": [0.9, 0.5]}, r"rise.split=\[0.9, 0.5\]"),
         ("chen-shared", "tgt", {"layers": [2]}, r"chen-shared.layers=\[2\]"),
         ("all-experts", "tgt", {"layers": [99]}, "all-experts.layers"),
         ("last-layer", "tgt", {"n": 9, "shared": False}, "last-layer.n=9"),

@@ -145,8 +145,12 @@ def _rise_plan(ctx: Context) -> _ZonePlan:
     info, target = ctx.info, ctx.target
     total = info.total_experts
     layers = list(info.moe_layers)
-    zones = [(z.name, [layers[p] for p in z.positions]) for z in rise_zones(len(layers))]
-    split = normalise_split(ctx.settings["split"])
+    zone_pos = rise_zones(len(layers))  # over MoE layer positions; named by model layer index below
+    zones = [(z.name, [layers[p] for p in z.positions]) for z in zone_pos]
+    try:
+        split = normalise_split(ctx.settings["split"])
+    except ValueError as err:
+        raise ValueError(f"{ctx.method}.{err}") from None
     if ctx.settings["budget"] is None:
         budget = default_budget(total, sum(1 for (_, ls), s in zip(zones, split) if ls and s > 0))
     else:
@@ -157,7 +161,7 @@ def _rise_plan(ctx: Context) -> _ZonePlan:
     scores = rise_scores(freq, target, float(ctx.settings.get("alpha", 10.0)))
     used = freq.sel(language=target).values > 0
     candidates = []
-    for zone in rise_zones(len(layers)):
+    for zone in zone_pos:
         score = scores["ovlp" if zone.name == "middle" else "spec"].values
         cand = [
             (float(score[p, e]), layers[p], int(e))
@@ -240,7 +244,9 @@ def _last_layer(ctx: Context) -> Picked:
     count, _ = ctx.counts()
     experts = set(_mask_pairs(language_experts_by_gap(count, float(ctx.settings["language_gap"])).sel(language=owner), layers))
     if ctx.settings["shared"]:
-        high = list(ctx.settings["high_resource"]) or [ctx.settings["reference_language"]] * bool(ctx.settings["reference_language"])
+        high = list(ctx.settings["high_resource"])
+        if not high and ctx.settings["reference_language"]:
+            high = [ctx.settings["reference_language"]]
         if not high:
             raise ValueError(f"{ctx.method}.shared=true needs high_resource languages (or reference_language)")
         shared = shared_experts(ctx.frequency(), high, _check_int(ctx, "shared_top", 1))
@@ -254,7 +260,7 @@ def _esft(ctx: Context) -> Picked:
     if ctx.settings["score"] == "gate" and "gate_sum" not in ctx.stats:
         raise ValueError(f"{ctx.method}.score='gate' needs gate_sum in the routing store")
     count, tokens = ctx.counts()
-    gate_sum = ctx.stats["gate_sum"].sel(language=list(ctx.languages)) if "gate_sum" in ctx.stats else count * 0.0
+    gate_sum = ctx.stats["gate_sum"].sel(language=list(ctx.languages)) if "gate_sum" in ctx.stats else None
     mask = esft_gate_selection(gate_sum, count, tokens, ctx.target, float(ctx.settings["top_p"]), ctx.settings["score"])
     experts = _mask_pairs(mask, ctx.layer_window())
     return Picked(experts, len(experts), bool(ctx.settings["train_routers"]))

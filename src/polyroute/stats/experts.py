@@ -184,7 +184,7 @@ def shared_experts(freq: xr.DataArray, high_resource: Sequence[str], s: int = 5)
 
 
 def esft_gate_selection(
-    gate_sum: xr.DataArray,
+    gate_sum: xr.DataArray | None,
     count: xr.DataArray,
     tokens: xr.DataArray,
     target: str,
@@ -194,13 +194,15 @@ def esft_gate_selection(
     """ESFT selection: per layer, experts by decreasing score on the target until their share reaches top_p.
 
     score "gate" (ESFT-Gate): mean gate weight gate_sum / tokens; "token" (ESFT-Token): selection
-    ratio count / tokens. Shares are normalised per layer; the expert whose share makes the cumulative
+    ratio count / tokens (gate_sum may then be None). Shares are normalised per layer; the expert whose share makes the cumulative
     sum reach top_p is included (1e-12 slack for float sums). bool (layer, expert).
     """
     if not (0.0 < top_p <= 1.0):
         raise ValueError(f"top_p={top_p!r} must lie in (0, 1]")
     if score not in ("gate", "token"):
         raise ValueError(f"score={score!r} must be 'gate' or 'token'")
+    if score == "gate" and gate_sum is None:
+        raise ValueError("score='gate' needs gate_sum")
     _check_tokens(tokens)
     source = _as_lle(gate_sum if score == "gate" else count, "gate_sum" if score == "gate" else "count")
     _check_languages(source, [target], "target")
