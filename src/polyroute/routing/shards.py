@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from polyroute.atomic import utc_now
 from polyroute.routing.store import StoreWriter, check_store_invariant, is_complete
 
 # attrs every shard of one store must agree on (config_hash may differ when only unrelated settings
@@ -124,6 +125,7 @@ def gather(shard_paths: Sequence[str | os.PathLike], out_path: str | os.PathLike
     common = {k: v for k, v in shards[0].attrs.items()
               if k not in SHARD_ATTRS and all(ds.attrs.get(k) == v for ds in shards[1:])}
     common.update(attrs)
+    common.setdefault("created", utc_now())  # the gathered store's own creation time
     streamed = shards[0].drop_vars([*AGGREGATES, "language"])
     template = xr.merge([summed, streamed], join="outer", compat="override")
     template.attrs = common

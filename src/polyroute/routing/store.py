@@ -190,7 +190,7 @@ class StoreWriter:
         self.path = Path(path)
         self._ctx = atomic_dir(self.path)
         self._tmp: Path | None = None
-        self._template = template.drop_encoding()  # opened stores carry encodings we replace
+        self._template = _vlen_strings(template.drop_encoding())  # opened stores carry encodings we replace
         self._chunks = {d: chunk_size(d, _bytes_per_item(template, d)) for d in STREAM_DIMS}
         for d, n in (chunks or {}).items():  # explicit sizes: tests and tuning
             if d not in STREAM_DIMS or int(n) < 1:
@@ -242,6 +242,7 @@ class StoreWriter:
         for start in range(0, ds.sizes[dim], step):
             block = ds[names].isel({dim: slice(start, start + step)})
             block = block.drop_vars(list(block.coords)).drop_encoding().drop_attrs().load()
+            block = _vlen_strings(block)
             self.append(dim, adjust(block) if adjust else block)
 
     def _flush(self, dim: str, final: bool) -> None:
@@ -283,6 +284,13 @@ class StoreWriter:
             self._ctx.__exit__(exc_type, exc, tb)
         elif not self._finished:  # left without finish(): nothing to publish
             self._ctx.__exit__(RuntimeError, RuntimeError("StoreWriter left without finish()"), None)
+
+
+def _vlen_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Fixed-width numpy strings -> variable-length UTF-8 (zarr v3 has no spec for fixed-width ones)."""
+    fixed = [n for n, v in ds.variables.items() if v.dtype.kind == "U"]
+    return ds.assign({n: ds[n].astype(_STR) for n in fixed if n in ds.data_vars}).assign_coords(
+        {n: ds[n].astype(_STR) for n in fixed if n in ds.coords}) if fixed else ds
 
 
 def _plain(o: Any) -> Any:
