@@ -388,3 +388,10 @@ def test_param_counts_match_from_config_models():
 def test_select_package_does_not_import_torch():
     code = "import sys, polyroute.select, polyroute.stats.experts; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_param_counts_record_round_trip():
+    rec = json.loads(json.dumps({**RISE_INFO.to_record(), "top_k": 2, "model_id": "ignored"}))
+    assert ParamCounts.from_record(rec) == RISE_INFO
+    with pytest.raises(ValueError, match="lacks"):
+        ParamCounts.from_record({"moe_layers": [0]})

@@ -10,7 +10,7 @@ plus biases). The totals are checked against `from_config` models in the tests.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 FAMILIES = ("qwen2_moe", "qwen3_moe", "olmoe", "mixtral", "phimoe", "gpt_oss", "deepseek_v2", "deepseek_v3")
@@ -43,6 +43,20 @@ class ParamCounts:
         routed = len(layers) * (self.num_experts * self.expert_params + self.router_params)
         if routed > self.total_params:
             raise ValueError(f"total_params={self.total_params} is smaller than the experts and routers ({routed})")
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ParamCounts:
+        """Build from a mapping holding these fields (e.g. a model-info JSON); other keys are ignored."""
+        names = ("moe_layers", "num_experts", "expert_params", "router_params", "total_params")
+        missing = [n for n in names if n not in record]
+        if missing:
+            raise ValueError(f"model info lacks {missing}")
+        model = record.get("model") or record.get("model_id") or ""
+        return cls(**{n: record[n] for n in names}, model=str(model), model_type=str(record.get("model_type", "")))
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready fields, the inverse of from_record."""
+        return {**asdict(self), "moe_layers": list(self.moe_layers)}
 
     @property
     def total_experts(self) -> int:
