@@ -361,6 +361,15 @@ def _model_config(tokenizer, overrides: dict[str, Any]):
                           **dims)
 
 
+def _publish_modes(directory: Path) -> None:
+    # mkdtemp (and some writers) create owner-only entries; give the usual umask-based modes.
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for f in directory.iterdir():
+        f.chmod(0o666 & ~umask)
+
+
 def build_model(out_dir: str | os.PathLike, bundle_dir: str | os.PathLike = "resources/demo", *,
                 seed: int = 0, vocab_size: int = 4096, dtype: str = "bfloat16",
                 **overrides: Any) -> Path:
@@ -388,6 +397,7 @@ def build_model(out_dir: str | os.PathLike, bundle_dir: str | os.PathLike = "res
         model.to(getattr(torch, dtype)).eval()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        _publish_modes(tmp)
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
             out.rename(old)
