@@ -249,6 +249,56 @@ def load_file(path: Path | str) -> Config:
         return load(yaml.safe_load(handle))
 
 
+def check_against_model(data: Mapping[str, Any], info: Any) -> None:
+    """Checks that need the model's own config (no weights): budgets, layer windows, top-k.
+
+    `info` is a `polyroute.models.ModelInfo` (moe_layers, num_experts, top_k, num_hidden_layers).
+    """
+    moe_layers = list(info.moe_layers)
+    if not moe_layers:
+        raise ConfigError(f"config error: 'model.id' = {data['model']['id']!r} has no MoE layers")
+    total = len(moe_layers) * info.num_experts
+    methods = data["selection"]["methods"]
+    for method in ("rise", "random"):
+        budget = methods.get(method, {}).get("budget")
+        if budget is not None and budget > total:
+            raise ConfigError(
+                f"config error: 'selection.methods.{method}.budget' = {budget} exceeds the model's "
+                f"{total} experts ({len(moe_layers)} MoE layers x {info.num_experts})"
+            )
+        if budget is not None and method == "rise" and budget < 3:
+            raise ConfigError("config error: 'selection.methods.rise.budget' must be at least 3 (one expert per zone)")
+    n_last = methods.get("last-layer", {}).get("n")
+    if n_last is not None and n_last > len(moe_layers):
+        raise ConfigError(
+            f"config error: 'selection.methods.last-layer.n' = {n_last} exceeds the model's {len(moe_layers)} MoE layers"
+        )
+    windows = {
+        "selection.methods.all-experts.layers": (methods.get("all-experts") or {}).get("layers"),
+        "stats.heatmap_layers": data["stats"].get("heatmap_layers"),
+    }
+    for key, layers in windows.items():
+        for layer in layers or []:
+            if layer not in moe_layers:
+                raise ConfigError(
+                    f"config error: '{key}' has layer {layer}, which is not an MoE layer of the model "
+                    f"(MoE layers: {moe_layers[0]}..{moe_layers[-1]})"
+                )
+    m = data["stats"]["affinity_top_m"]
+    if m > info.num_experts:
+        raise ConfigError(
+            f"config error: 'stats.affinity_top_m' = {m} exceeds the model's {info.num_experts} experts per layer"
+        )
+
+
+def read_model_info(path: Path | str) -> Any:
+    """The model description written by the `model_info` step, as an object with attributes."""
+    from types import SimpleNamespace
+
+    with open(path, encoding="utf-8") as handle:
+        return SimpleNamespace(**json.load(handle))
+
+
 def read_model_info(path: Path | str) -> Any:
     """The model description written by the `model_info` step, as an object with attributes."""
     from types import SimpleNamespace

@@ -8,9 +8,7 @@ with log_to(snakemake.log[0]):
         method=snakemake.wildcards.method,
         target=snakemake.wildcards.target,
         settings=snakemake.params.settings,
-        stats_settings=snakemake.params.stats,
         routing=snakemake.input.routing,
-        stats=snakemake.input.stats,
         model_info=snakemake.input.model_info,
         out=snakemake.output[0],
     )

@@ -37,6 +37,7 @@ def model_info(model: Mapping[str, Any], out: str | os.PathLike, run_config: Map
                fetch_weights: bool = True) -> dict[str, Any]:
     """Describe the model from its config, check `run_config` against it and write `out` (JSON)."""
     from polyroute.models import describe, load_config
+    from polyroute.select import param_counts_from_config
 
     check_remote_code(model)
     hf_config = load_config(model["id"], revision=model.get("revision"), trust_remote_code=model["trust_remote_code"])
@@ -44,7 +45,8 @@ def model_info(model: Mapping[str, Any], out: str | os.PathLike, run_config: Map
         info = describe(hf_config)
     except ValueError as exc:
         raise ConfigError(f"config error: 'model.id': {model['id']}: {exc}") from None
-    record = {"model_id": model["id"], "revision": model.get("revision"), **vars(info)}
+    params = param_counts_from_config(hf_config.to_dict(), model=model["id"]).to_record()
+    record = {"model_id": model["id"], "revision": model.get("revision"), **vars(info), "params": params}
     if run_config is not None:
         from types import SimpleNamespace
 

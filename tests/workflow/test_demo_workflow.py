@@ -1,0 +1,100 @@
+"""The embedded demo end to end through Snakemake: outputs, no-op reruns and what an edit reruns."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+
+def _snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(ROOT / ".torch_extensions"))
+    return subprocess.run(
+        ["timeout", "-s", "KILL", str(timeout), SNAKEMAKE, "--cores", "2", *args],
+        cwd=workdir, env=env, capture_output=True, text=True,
+    )
+
+
+def _jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from Snakemake's 'Job stats' table."""
+    table = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """A copy of the workflow whose demo run has finished (smaller training so the suite stays quick)."""
+    work = tmp_path_factory.mktemp("demo")
+    for name in ("Snakefile", "config.yaml", "workflow", "resources"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["training"]["epochs"] = 1
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    done = _snakemake(work)
+    assert done.returncode == 0, done.stderr[-6000:]
+    return work
+
+
+def test_every_stage_writes_its_outputs(demo: Path) -> None:
+    import xarray as xr
+
+    results = demo / "results" / "demo"
+    routing = xr.open_zarr(results / "routing" / "flores_plus.zarr")
+    assert {"count", "gate_sum", "prob_sum", "tokens", "seq_count", "expert_ids"} <= set(routing.data_vars)
+    k = routing.attrs["top_k"]
+    assert (routing["count"].sum("expert") == k * routing["tokens"]).all()
+    assert (results / "stats" / "flores_plus.zarr" / ".complete").exists()
+    assert sorted(p.name for p in (results / "selection").iterdir()) == sorted(
+        yaml.safe_load((ROOT / "config.yaml").read_text())["selection"]["methods"])
+    for method in ("rise", "random"):
+        assert (results / "adapters" / method / "swh_Latn" / "delta.safetensors").exists()
+    assert not (results / "routing" / "shards").exists() or not any((results / "routing" / "shards").rglob("*.zarr"))
+    assert any((demo / "logs" / "demo" / "extract_routing").rglob("*.log"))
+
+
+def test_noop_rerun_is_fast_and_submits_nothing(demo: Path) -> None:
+    start = time.monotonic()
+    again = _snakemake(demo)
+    elapsed = time.monotonic() - start
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Nothing to be done" in again.stderr + again.stdout
+    assert elapsed < 30, f"no-op rerun took {elapsed:.1f} s"
+
+
+def _edited(demo: Path, edit) -> dict[str, int]:
+    config = yaml.safe_load((demo / "config.yaml").read_text())
+    edit(config)
+    path = demo / "edited.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    plan = _snakemake(demo, "-n", "--configfile", str(path))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    return _jobs(plan.stdout + plan.stderr)
+
+
+def test_selection_edit_reruns_only_downstream(demo: Path) -> None:
+    jobs = _edited(demo, lambda c: c["selection"]["methods"]["rise"].update(alpha=5.0))
+    assert jobs == {"select_experts": 1, "train_subnetwork": 1, "all": 1}
+
+
+def test_training_edit_never_reruns_extraction(demo: Path) -> None:
+    jobs = _edited(demo, lambda c: c["training"].update(lr=1e-4))
+    assert "extract_routing" not in jobs and "routing_stats" not in jobs
+    assert jobs.get("train_subnetwork") == 2
+
+
+def test_stats_edit_reruns_stats_and_selection_not_extraction(demo: Path) -> None:
+    jobs = _edited(demo, lambda c: c["stats"].update(exclusive_threshold=0.5))
+    assert "extract_routing" not in jobs and "gather_routing" not in jobs
+    assert jobs.get("routing_stats") == 1
