@@ -209,3 +209,23 @@ def test_bad_input_fails_early(models, kwargs, message):
     with pytest.raises(ValueError, match=message):
         extract_shard(model, tiny_tokenizer(), get_adapter(model), TEXTS, args["languages_of_texts"], SEQ_IDS,
                       PAR_IDS, languages=LANGS, batch_tokens=args["batch_tokens"], max_length=64)
+
+
+def test_router_output_variants(models):
+    """Routers that return only logits (rule applied) or no logits (remote-code DeepSeek gates: recomputed)."""
+    from polyroute.routing.capture import RoutingCapture, _Batch
+
+    model = models["mixtral"]
+    adapter = get_adapter(model)
+    router = adapter.router(model, 0)
+    hidden = torch.randn(6, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, weights, ids = router(hidden)
+    cap = RoutingCapture(model, adapter, 1, per_token=False)
+    cap._batch = _Batch(rows=[0], seq_len=6, valid=torch.ones(6), is_pad=torch.zeros(6, 1, dtype=torch.bool),
+                        positions=None, sums=torch.zeros(1, 3, 12), ids=None, weights=None)
+    for output in (logits, (ids, weights, torch.tensor(0.0))):
+        full, used, got_ids = cap._split_output(router, (hidden,), output)
+        torch.testing.assert_close(full, logits)
+        assert torch.equal(got_ids.sort(-1).values, ids.sort(-1).values)
+        torch.testing.assert_close(used.gather(-1, got_ids.argsort(-1)), weights.gather(-1, ids.argsort(-1)))

@@ -96,7 +96,7 @@ class RoutingCapture:
     def _split_output(self, module: nn.Module, args: tuple, output: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(full [N, E], weights [N, k], ids [N, k]) from whatever the router returned."""
         tensors = output if isinstance(output, tuple) else (output,)
-        tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor) and t.dim() >= 1]  # drops scalar aux losses
         ids = next((t for t in tensors if not t.is_floating_point() and t.shape[-1] == self.k), None)
         full = next((t for t in tensors if t.is_floating_point() and t.shape[-1] == self.E), None)
         used = next((t for t in tensors if t.is_floating_point() and t.shape[-1] == self.k), None)
