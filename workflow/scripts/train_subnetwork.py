@@ -12,5 +12,4 @@ with log_to(snakemake.log[0]):
         split=snakemake.params.split,
         settings=snakemake.params.training,
         out=snakemake.output[0],
-        log_path=snakemake.log[0],
     )

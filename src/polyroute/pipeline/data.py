@@ -25,8 +25,11 @@ def download_dataset(
 ) -> Path:
     """Records of every requested split (None = the dataset's default split) in one parquet, with a
     `split` column; from the hub, or from `local_dir` laid out like the hub."""
+    import datasets
+
     spec = get_spec(dataset)
     names = [spec.check_split(split) for split in splits]  # bad split -> error before any download
+    datasets.disable_progress_bars()  # per-file bars drown the job's log
     frames = []
     for split in dict.fromkeys(names):
         frame = load_records(dataset, language, split=split, local_dir=local_dir, max_items=max_items)
