@@ -12,8 +12,8 @@ import numpy as np
 def plogp_sum(p: np.ndarray, axis: int = -1) -> np.ndarray:
     """sum_i p_i ln p_i along `axis`, with 0 ln 0 = 0 (no warnings, no NaN from empty bins)."""
     p = np.asarray(p)
-    safe = np.where(p > 0, p, 1.0)
-    return np.sum(p * np.log(safe), axis=axis)
+    safe = np.where(p > 0, p, 1)  # keeps float32 input float32 (half the memory traffic)
+    return np.sum(p * np.log(safe), axis=axis, dtype=np.float64)
 
 
 def entropy_nats(p: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -29,8 +29,12 @@ def jsd_nats(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
     """
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
-    m = (p + q) / 2.0
-    out = entropy_nats(m, axis) - (entropy_nats(p, axis) + entropy_nats(q, axis)) / 2.0
+    return jsd_from_entropies(p, q, entropy_nats(p, axis), entropy_nats(q, axis), axis)
+
+
+def jsd_from_entropies(p: np.ndarray, q: np.ndarray, h_p: np.ndarray, h_q: np.ndarray, axis: int = -1) -> np.ndarray:
+    """JSD in nats when H(P) and H(Q) are already known: one log pass (over M) instead of three."""
+    out = entropy_nats((p + q) / 2, axis) - (h_p + h_q) / 2.0
     return np.clip(out, 0.0, np.log(2.0))
 
 

@@ -36,7 +36,7 @@ def compute_stats(
     scores: Mapping[str, float] | xr.DataArray | None = None,
     top_m: int = 15,
     theta: float = 0.4,
-    sequence_chunk: int = 2048,
+    sequence_chunk: int = 512,
     token_chunk: int = 2**15,
 ) -> xr.Dataset:
     """All routing statistics (METHODS 2-4) as one Dataset with the names of the statistics-store contract.

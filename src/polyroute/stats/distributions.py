@@ -48,11 +48,13 @@ def soft_distribution(prob_sum: xr.DataArray, tokens: xr.DataArray) -> xr.DataAr
 def sequence_distribution(block: np.ndarray, seq_tokens: np.ndarray, top_k: int, source: str) -> np.ndarray:
     """Per-sequence distributions of a block [S, L, E] of seq_count (hard) or seq_prob_sum (soft).
 
-    Sequences with no tokens give NaN rows, so callers can skip them.
+    Sequences with no tokens give NaN rows, so callers can skip them. Keeps the block's float dtype.
     """
+    block = np.asarray(block)
+    block = block if np.issubdtype(block.dtype, np.floating) else block.astype(np.float64)
     denom = np.asarray(seq_tokens, dtype=np.float64) * (top_k if source == "hard" else 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denom[:, None, None] > 0, block / denom[:, None, None], np.nan)
+    scale = np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), np.nan).astype(block.dtype)
+    return block * scale[:, None, None]
 
 
 def sequence_distributions(ds: xr.DataArray | xr.Dataset, source: str = "hard") -> xr.DataArray:
