@@ -1,0 +1,63 @@
+"""The workflow steps' own logic (what the rules' scripts call), outside Snakemake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from polyroute.pipeline.data import download_dataset, read_split, record_texts
+from polyroute.pipeline.select import selector_settings
+from polyroute.pipeline.train import loop_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "resources" / "demo"
+
+
+def test_download_keeps_every_requested_split(tmp_path: Path) -> None:
+    out = download_dataset("flores_plus", "swh_Latn", tmp_path / "swh.parquet", splits=["dev", "devtest"], local_dir=DEMO)
+    table = pd.read_parquet(out)
+    assert table.groupby("split").size().to_dict() == {"dev": 100, "devtest": 50}
+    dev = read_split([out], "dev", "flores_plus")
+    assert len(dev) == 100 and set(dev["split"]) == {"dev"}
+    assert read_split([out], None, "flores_plus").equals(dev)  # None = the dataset's default split
+
+
+def test_download_rejects_a_bad_split_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no split 'validation'"):
+        download_dataset("flores_plus", "swh_Latn", tmp_path / "x.parquet", splits=["validation"], local_dir=DEMO)
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_record_texts_per_kind() -> None:
+    mc = pd.DataFrame({"context": ["P"], "question": ["Q?"]})
+    assert record_texts(mc, "belebele") == ["P\nQ?"]
+    assert record_texts(pd.DataFrame({"text": ["a", "b"]}), "flores_plus") == ["a", "b"]
+    assert record_texts(pd.DataFrame({"good": ["g"], "bad": ["b"]}), "multiblimp") == ["g"]
+    assert record_texts(pd.DataFrame({"question": ["2+2?"]}), "mgsm") == ["2+2?"]
+
+
+def test_selector_settings_take_the_run_level_keys_they_read() -> None:
+    stats = {"affinity_top_m": 7, "exclusive_threshold": 0.5, "language_gap": 0.02, "shared_top": 3,
+             "high_resource": ["eng_Latn"], "log_base": "e"}
+    rise = {"budget": 12, "split": [0.5, 0.25], "alpha": 10.0}
+    chen = selector_settings("chen-shared", {"layers": None}, stats, reference="eng_Latn", rise_settings=rise, train_routers=False)
+    assert chen == {"affinity_top_m": 7, "exclusive_threshold": 0.5, "layers": None, "train_routers": False}
+    rnd = selector_settings("random", {"seed": 3}, stats, reference="eng_Latn", rise_settings=rise, train_routers=True)
+    assert rnd == {"budget": 12, "split": [0.5, 0.25], "seed": 3, "train_routers": True}
+    last = selector_settings("last-layer", {"n": 2}, stats, reference="eng_Latn", rise_settings=rise, train_routers=False)
+    assert last["reference_language"] == "eng_Latn" and last["high_resource"] == ["eng_Latn"]
+    assert "train_routers" not in selector_settings("full", {}, stats, reference="eng_Latn", rise_settings=None, train_routers=True)
+
+
+def test_loop_settings_map_config_names_and_are_accepted() -> None:
+    from polyroute.config import validate
+    from polyroute.train.settings import TrainSettings
+    import yaml
+
+    data = validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    settings = loop_settings(data["training"], data["model"])
+    assert settings["checkpoint_interval"] == data["training"]["checkpoint_every"]
+    assert "gpus" not in settings and "methods" not in settings and "train_routers" not in settings
+    TrainSettings.from_dict(settings)  # every key known, every value valid
