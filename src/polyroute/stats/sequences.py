@@ -22,9 +22,10 @@ def chunk_slices(n: int, chunk: int) -> Iterator[slice]:
 
 def language_index(values: np.ndarray, languages: np.ndarray) -> np.ndarray:
     """Position of each value in `languages` (-1 where absent), vectorised for 10^6 labels."""
-    languages = np.asarray(languages).astype(str)
+    # zarr stores give numpy's variable-width StringDType, which does not cast to fixed-width str
+    languages = np.asarray(languages).astype(object).astype(str)
     order = np.argsort(languages)
-    values = np.asarray(values).astype(str)
+    values = np.asarray(values).astype(object).astype(str)
     pos = np.searchsorted(languages[order], values)
     pos = np.clip(pos, 0, len(languages) - 1)
     found = languages[order][pos] == values
