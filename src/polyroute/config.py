@@ -58,6 +58,7 @@ class ExtractionConfig:
 @dataclass(frozen=True)
 class StatsConfig:
     log_base: str | int = "e"
+    distribution: str = "hard"
     affinity_top_m: int = 15
     exclusive_threshold: float = 0.4
     language_gap: float = 0.01

@@ -82,6 +82,36 @@ def training_data(wildcards):
 
 def all_targets():
     targets = [f"{RESULTS}/routing/{ROUTING['name']}.zarr", f"{RESULTS}/stats/{ROUTING['name']}.zarr"]
+    targets += [f"{RESULTS}/stats/{ROUTING['name']}/figures/{name}.png" for name in expected_figures()]
     targets += [f"{RESULTS}/selection/{method}/{target}.json" for method in METHODS for target in TARGETS]
     targets += [f"{RESULTS}/adapters/{method}/{target}" for method in TRAIN_METHODS for target in TARGETS]
     return targets
+
+
+def expected_figures():
+    """The figures the settings allow: per-token ones need per-token output, the isolation figure a
+    high-resource list, the parallel divergence a parallel-text routing dataset."""
+    from polyroute.data import get_spec
+    from polyroute.data.records import PARALLEL_TEXT
+    from polyroute.plots import FIGURES
+
+    skip = set()
+    if not CFG["extraction"]["per_token"]:
+        skip |= {"consistency", "vocabulary"}
+    if not CFG["stats"]["high_resource"]:
+        skip.add("isolation")
+    if get_spec(ROUTING["name"]).kind != PARALLEL_TEXT:
+        skip.add("divergence_parallel")
+    return [name for name in FIGURES if name not in skip]
+
+
+def figure_outputs():
+    """One report item per figure, each with its own caption from workflow/report/."""
+    return {
+        name: report(
+            f"{RESULTS}/stats/{{dataset}}/figures/{name}.png",
+            caption=f"../report/{name}.rst",
+            category="Routing statistics",
+        )
+        for name in expected_figures()
+    }

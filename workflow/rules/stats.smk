@@ -17,3 +17,18 @@ rule routing_stats:
         f"{BENCHMARKS}/routing_stats/{{dataset}}.tsv"
     script:
         "../scripts/routing_stats.py"
+
+
+rule routing_figures:
+    input:
+        stats=f"{RESULTS}/stats/{{dataset}}.zarr",
+    output:
+        **figure_outputs(),
+    params:
+        target=TARGETS[0] if TARGETS else CFG["reference_language"],
+        high_resource=CFG["stats"]["high_resource"],
+        heatmap_layers=CFG["stats"]["heatmap_layers"],
+    log:
+        f"{LOGS}/routing_figures/{{dataset}}.log",
+    script:
+        "../scripts/routing_figures.py"

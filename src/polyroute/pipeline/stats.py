@@ -30,9 +30,25 @@ def routing_stats(routing_path: str | os.PathLike, *, stats_out: str | os.PathLi
     scores = read_scores(settings["scores"]) if settings.get("scores") else None
     routing = open_store(routing_path)
     stats = compute_stats(
-        routing, reference=reference, log_base=settings["log_base"], scores=scores,
+        routing, reference=reference, log_base=settings["log_base"], source=settings["distribution"], scores=scores,
         top_m=settings["affinity_top_m"], theta=settings["exclusive_threshold"],
     )
     write_store(stats, stats_out)
     written = write_tables(tables(stats), tables_out)
     log.info("wrote %s and %d tables", stats_out, len(written))
+
+
+def routing_figures(stats_path: str | os.PathLike, *, expected: Mapping[str, str], target: str,
+                    high_resource: list[str], heatmap_layers: list[int] | None) -> None:
+    """Draw every figure into the folder of `expected` (name -> PNG path) and check each was drawn."""
+    from pathlib import Path
+
+    from polyroute.plots import plot_all
+
+    out_dir = Path(next(iter(expected.values()))).parent
+    written = plot_all(open_store(stats_path), out_dir, target=target, high_resource=high_resource,
+                       similarity_layers=heatmap_layers)
+    missing = sorted(set(expected) - set(written))
+    if missing:
+        raise ValueError(f"the statistics lack the data for figure(s) {missing}")
+    log.info("drew %d figures into %s", len(written), out_dir)

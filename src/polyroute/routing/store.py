@@ -352,4 +352,10 @@ def open_store(path: str | os.PathLike) -> xr.Dataset:
     """Open a complete store lazily; ValueError when it has no valid completion marker."""
     if not is_complete(path):
         raise ValueError(f"store {path} is incomplete (no valid {'.complete'} marker); rerun the step that writes it")
-    return xr.open_zarr(path, consolidated=True)
+    ds = xr.open_zarr(path, consolidated=True)
+    # numpy's variable-width StringDType (what zarr 3 returns) does not cast to fixed-width str, which
+    # much of numpy/pandas expects: hand labels out as Python-string object arrays instead
+    strings = [name for name, var in ds.variables.items() if var.dtype.kind == "T"]
+    return ds.assign({name: ds[name].astype(object) for name in strings if name not in ds.coords}).assign_coords(
+        {name: ds[name].astype(object) for name in strings if name in ds.coords}
+    )
