@@ -5,7 +5,7 @@ Public API:
 - ``apply_delta(model, path)`` -> model, ``merge(base_path, delta_path, out_dir)``
 - ``attach_deltas(model, plan)`` / ``detach_deltas``, ``build_plan(model, adapter, subnetwork)``
 - ``enforce_routing(model, adapter, {layer: experts})``, ``TrainSettings``
-Run as ``python -m polyroute.train ...`` or ``deepspeed --num_gpus N -m polyroute.train ...``.
+Run as ``python -m polyroute.train ...`` or ``deepspeed --num_gpus N --module polyroute.train ...``.
 """
 
 from polyroute.train.artifacts import apply_delta, load_delta, merge, save_delta

@@ -1,8 +1,8 @@
-"""CLI: ``python -m polyroute.train`` (or ``deepspeed --num_gpus N -m polyroute.train``).
+"""CLI: ``python -m polyroute.train`` (or ``deepspeed --num_gpus N --module polyroute.train``).
 
 Example::
 
-    deepspeed --num_gpus 4 -m polyroute.train --model Qwen/Qwen3-30B-A3B-local \
+    deepspeed --num_gpus 4 --module polyroute.train --model Qwen/Qwen3-30B-A3B-local \
         --subnetwork results/r/selection/rise/swh_Latn.json \
         --texts resources/data/flores_plus/swh_Latn.parquet --out results/r/adapters/rise/swh_Latn \
         --settings '{"zero_stage": 3, "epochs": 3}'
