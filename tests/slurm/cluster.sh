@@ -31,7 +31,7 @@ start() {
   printf 'NodeName=%s Name=gpu File=/dev/null\nNodeName=%s Name=gpu File=/dev/zero\n' "$HOST" "$HOST" > "$BASE/gres.conf"
   if [ "$ACCT" = dbd ]; then
     sed -i -e 's#^JobAcctGatherType=.*#JobAcctGatherType=jobacct_gather/linux#' \
-      -e "s#^AccountingStorageType=.*#AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\nAccountingStoragePort=$DBD_PORT#" \
+      -e "s#^AccountingStorageType=.*#AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\nAccountingStoragePort=$DBD_PORT\nAccountingStorageTRES=gres/gpu#" \
       "$BASE/slurm.conf"
   fi
   # Client commands (sbatch, sacct) of other shells read /etc/slurm/slurm.conf
