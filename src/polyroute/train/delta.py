@@ -8,7 +8,7 @@ recomputed, so they are bit-identical to the base; a zero delta reproduces the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -46,6 +46,28 @@ class DeltaEntry:
     module: nn.Module
     attr: str
     param: RowDelta
+    hooks: list = field(default_factory=list)  # the cache hooks, removed by detach_deltas
+
+
+def _cache_on(module: nn.Module, args: tuple) -> None:
+    cm = parametrize.cached()
+    cm.__enter__()
+    module.__dict__.setdefault("_polyroute_caches", []).append(cm)
+
+
+def _cache_off(module: nn.Module, args: tuple, output: object) -> None:
+    module.__dict__["_polyroute_caches"].pop().__exit__(None, None, None)
+
+
+def _cache_during_forward(module: nn.Module) -> list:
+    """Compute each parametrized tensor once per forward of ``module``, not once per access.
+
+    Fused-expert forwards index ``self.gate_up_proj[e]`` once per expert; uncached, every access
+    would rebuild the whole [E, ...] tensor. Hooks (not a context around the model call) so that
+    gradient-checkpoint recomputation and ZeRO-3's gathered forwards are cached too.
+    """
+    return [module.register_forward_pre_hook(_cache_on),
+            module.register_forward_hook(_cache_off, always_call=True)]
 
 
 def _split_name(name: str) -> tuple[str, str]:
@@ -73,14 +95,17 @@ def attach_deltas(model: nn.Module, plan: dict[str, torch.Tensor | None]) -> dic
         if not base.is_floating_point():
             raise ValueError(f"trainable tensor {name} is not floating point ({base.dtype})")
         delta = RowDelta(base, rows)
+        hooks = [] if parametrize.is_parametrized(module) else _cache_during_forward(module)
         parametrize.register_parametrization(module, attr, delta, unsafe=True)
-        entries[name] = DeltaEntry(name, module, attr, delta)
+        entries[name] = DeltaEntry(name, module, attr, delta, hooks)
     return entries
 
 
 def detach_deltas(entries: dict[str, DeltaEntry]) -> None:
     """Remove the parametrizations, leaving each base tensor exactly as it was before attaching."""
     for e in entries.values():
+        for h in e.hooks:
+            h.remove()
         if parametrize.is_parametrized(e.module, e.attr):
             parametrize.remove_parametrizations(e.module, e.attr, leave_parametrized=False)
 
