@@ -8,7 +8,8 @@
 from polyroute.select.params import FAMILIES, ParamCounts, param_counts_from_config
 from polyroute.select.selectors import REGISTRY, Context, Picked, register, select
 from polyroute.select.subnetwork import read_subnetwork, validate_subnetwork, write_subnetwork
-from polyroute.select.zones import allocate, rise_zones
+from polyroute.select.zones import allocate
+from polyroute.stats.zones import rise_zones
 
 METHODS = tuple(REGISTRY)
 

@@ -23,7 +23,8 @@ import numpy as np
 import xarray as xr
 
 from polyroute.select.params import ParamCounts
-from polyroute.select.zones import allocate, default_budget, normalise_split, rise_zones
+from polyroute.select.zones import allocate, default_budget, normalise_split
+from polyroute.stats.zones import rise_zones
 from polyroute.stats.distributions import frequency
 from polyroute.stats.experts import (
     EXCLUSIVE,

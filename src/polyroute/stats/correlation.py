@@ -8,16 +8,15 @@ import numpy as np
 import xarray as xr
 from scipy import stats as sps
 
+from polyroute.stats.zones import ZONE_NAMES, rise_zones
+
+ZONES = ZONE_NAMES
 STATISTICS = ("pearson_r", "pearson_p", "spearman_rho", "spearman_p", "n")
-ZONES = ("shallow", "middle", "deep")
 
 
 def depth_zones(n_layers: int) -> dict[str, range]:
-    """RISE zones over MoE layer positions: shallow [0, round(.375L)), middle [.., round(.625L)), deep [.., L)."""
-    if n_layers < 1:
-        raise ValueError(f"n_layers={n_layers!r} must be >= 1")
-    a, b = round(0.375 * n_layers), round(0.625 * n_layers)
-    return {"shallow": range(0, a), "middle": range(a, b), "deep": range(b, n_layers)}
+    """RISE zones over MoE layer positions, as name -> range (see `polyroute.stats.zones`)."""
+    return {zone.name: zone.positions for zone in rise_zones(n_layers)}
 
 
 def pair_correlation(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
