@@ -88,6 +88,7 @@ class TrainingConfig:
     checkpoint_every: int = 50
     train_routers: bool = False
     enforce_routing: bool = False
+    gradient_checkpointing: bool = False
     seed: int = 0
     gpus: int = 1
 
