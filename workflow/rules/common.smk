@@ -85,6 +85,7 @@ def all_targets():
     targets += [f"{RESULTS}/stats/{ROUTING['name']}/figures/{name}.png" for name in expected_figures()]
     targets += [f"{RESULTS}/selection/{method}/{target}.json" for method in METHODS for target in TARGETS]
     targets += [f"{RESULTS}/adapters/{method}/{target}" for method in TRAIN_METHODS for target in TARGETS]
+    targets += [f"{RESULTS}/summary/{name}.csv" for name in ("language", "layer", "selection", "training")]
     return targets
 
 
