@@ -327,6 +327,11 @@ def write_store(ds: xr.Dataset, path: str | os.PathLike, chunks: Mapping[str, in
     are written in chunk-sized blocks, so a lazily opened ``ds`` is never loaded whole. ``chunks``
     overrides the chunk sizes along ``token``/``sequence``.
     """
+    # labels handed out as Python strings (open_store) go back to zarr's variable-width strings
+    labels = [name for name, var in ds.variables.items() if var.dtype == object]
+    ds = ds.assign({n: ds[n].astype(_STR) for n in labels if n not in ds.coords}).assign_coords(
+        {n: ds[n].astype(_STR) for n in labels if n in ds.coords}
+    )
     if "count" in ds and "tokens" in ds:
         if "top_k" not in ds.attrs:
             raise ValueError("routing Dataset has no attrs['top_k'], needed for the invariant check")
