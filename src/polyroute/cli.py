@@ -139,8 +139,28 @@ def _inspect_args(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+def _merge_args(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("base", help="the base model: hub id or local checkpoint directory")
+    p.add_argument("adapter", help="an adapter directory (results/<run>/adapters/<method>/<target>) or its delta.safetensors")
+    p.add_argument("out", help="directory for the full merged checkpoint (safetensors)")
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the base checkpoint")
+
+    def run(args: argparse.Namespace) -> int:
+        from polyroute.train import merge
+
+        delta = Path(args.adapter)
+        delta = delta / "delta.safetensors" if delta.is_dir() else delta
+        if not delta.is_file():
+            raise ValueError(f"no delta at {delta}")
+        print(merge(args.base, delta, args.out, trust_remote_code=args.trust_remote_code))
+        return 0
+
+    return run
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = {
     "inspect": ("readable summary of any result store", _inspect_args),
+    "merge": ("write base model + trained delta as a full Hugging Face checkpoint", _merge_args),
 }
 
 
