@@ -102,13 +102,16 @@ CONF
 stop() {
   # our cluster, our jobs: cancel them so no slurmstepd outlives the daemons
   if [ -f "$BASE/run/slurmctld.bgpid" ]; then scancel --full --quiet --user=root 2>/dev/null || true; sleep 0.5; fi
+  # TERM them all first (each takes ~2 s to exit), then wait; KILL what outlives 10 s
+  local d f pids=()
   for d in slurmd slurmctld slurmdbd mariadbd munged; do
-    local f=$BASE/run/$d.bgpid; [ -f "$f" ] || continue
-    local pid; pid=$(cat "$f")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    rm -f "$f"; echo "stopped $d ($pid)"
+    f=$BASE/run/$d.bgpid; [ -f "$f" ] || continue
+    pids+=("$d:$(cat "$f")"); kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"
+  done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "${p#*:}" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "${p#*:}" 2>/dev/null && kill -9 "${p#*:}" 2>/dev/null || true
+    echo "stopped ${p%%:*} (${p#*:})"
   done
   # drop the global config link only when it is ours
   [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$BASE/slurm.conf" ] && rm -f /etc/slurm/slurm.conf
