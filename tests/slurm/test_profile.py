@@ -50,11 +50,14 @@ def test_default_resources_leave_threads_to_the_rules() -> None:
     assert defaults["mem_mb"] > 0 and defaults["runtime"] > 0
 
 
-def test_gpu_rules_ask_for_one_gpu_and_their_cpus() -> None:
+def test_gpu_rules_ask_for_gpus_and_their_cpus() -> None:
     profile = _profile()
     for rule in GPU_RULES:
         res = profile["set-resources"][rule]
-        assert res["gpu"] == 1, rule
+        if rule == "train_subnetwork":  # as many GPUs as training.gpus: set by the rule itself
+            assert "gpu" not in res and 'gpu=CFG["training"]["gpus"]' in (REPO / "workflow/rules/train.smk").read_text()
+        else:
+            assert res["gpu"] == 1, rule
         assert res["mem_mb"] >= 16000 and res["runtime"] >= 60, rule
         assert "cpus_per_task" not in res, f"{rule}: CPUs come from set-threads"
         assert profile["set-threads"][rule] >= 1, rule

@@ -44,8 +44,9 @@ PACKAGES = {
 RUN = "demo"
 DATASET = "flores_plus"
 ROUTING = f"results/{RUN}/routing/{DATASET}.zarr"
+STATS = f"results/{RUN}/stats/{DATASET}.zarr"
 SELECTION = f"results/{RUN}/selection/rise/swh_Latn.json"
-TARGETS = [ROUTING, SELECTION]  # three Slurm stages: extract (GPU) -> gather -> select
+TARGETS = [ROUTING, STATS, SELECTION]  # four Slurm stages: extract (GPU) -> gather -> stats, select
 GPU_RULE = "extract_routing"
 
 FIRST_RUN_TIMEOUT_S = 300
@@ -228,6 +229,7 @@ def test_demo_routing_through_slurm(slurm_cluster: dict[str, str], tmp_path: Pat
             assert "gres/gpu" not in tres, f"CPU rule {rule} got a GPU: {tres}"
 
     _check_routing_store(work / ROUTING, languages)
+    assert (work / STATS / ".complete").exists(), "stats store has no completion marker"
     assert not list((work / f"results/{RUN}/routing/shards").rglob("*.zarr")), "temp shards left behind"
     selection = json.loads((work / SELECTION).read_text())
     assert selection["method"] == "rise" and selection["target"] == "swh_Latn" and selection["experts"]
@@ -240,17 +242,19 @@ def test_demo_routing_through_slurm(slurm_cluster: dict[str, str], tmp_path: Pat
     # 3. --forcerun reruns that rule (and what depends on it: nothing among the targets),
     # through Slurm, leaving everything upstream alone.
     routing_mtime, selection_mtime = _mtime(work / ROUTING), _mtime(work / SELECTION)
+    stats_mtime = _mtime(work / STATS)
     t0 = time.monotonic()
     out = _snakemake(work, env, ["--forcerun", "select_experts", "--", *TARGETS], RERUN_TIMEOUT_S)
     force_s = time.monotonic() - t0
     assert _job_stats(out) == {"select_experts": 1}
     assert list(_submitted(out).values()) == ["select_experts"]
     assert _mtime(work / SELECTION) > selection_mtime and _mtime(work / ROUTING) == routing_mtime
+    assert _mtime(work / STATS) == stats_mtime
     # ...and forcing a rule with dependants schedules them (dry run: the shards it reads are temp,
     # so their producer comes back too), while the local data and model steps stay done.
     out = _snakemake(work, env, ["-n", "--forcerun", "gather_routing", "--", *TARGETS], RERUN_TIMEOUT_S)
     planned = _job_stats(out)
-    assert {"gather_routing", "select_experts"} <= set(planned)
+    assert {"gather_routing", "routing_stats", "select_experts"} <= set(planned)
     assert not {"download_dataset", "model_info"} & set(planned), planned
     print(f"first run {first_s:.0f}s ({len(jobs)} Slurm jobs), forcerun {force_s:.0f}s")
 

@@ -125,7 +125,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    # without the RANK/MASTER_* an in-process run left behind: a child starts its own world
+    # a child starts its own world of one even when this process runs under a launcher
     dist_vars = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}
     env = {k: v for k, v in os.environ.items() if k not in dist_vars}
     return {**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -173,3 +173,16 @@ def test_two_processes_through_the_deepspeed_launcher(base_dir, tmp_path):
     assert json.loads((out / ".complete").read_text())["world_size"] == 2
     # 2 ranks x 1 accumulation slot = 1 rank x 2 slots of the same data
     assert_deltas_close(out / "delta.safetensors", reference_deltas(base_dir, {**SETTINGS, "zero_stage": 3}))
+
+
+def test_a_plain_process_group_leaves_no_rendezvous_variables_for_its_children():
+    # Exported MASTER_PORT/RANK were inherited by Snakemake jobs started later from the same
+    # process, whose own group then failed with EADDRINUSE on the still-bound port.
+    code = (
+        "import os; from polyroute.train.loop import init_distributed; "
+        "assert init_distributed(False) == (0, 1); "
+        "leaked = {'RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'} & set(os.environ); "
+        "assert not leaked, leaked"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

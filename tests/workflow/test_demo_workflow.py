@@ -85,7 +85,7 @@ def _edited(demo: Path, edit) -> dict[str, int]:
 
 def test_selection_edit_reruns_only_downstream(demo: Path) -> None:
     jobs = _edited(demo, lambda c: c["selection"]["methods"]["rise"].update(alpha=5.0))
-    assert jobs == {"select_experts": 1, "train_subnetwork": 1, "all": 1}
+    assert jobs == {"select_experts": 1, "train_subnetwork": 1, "summarize": 1, "all": 1}
 
 
 def test_training_edit_never_reruns_extraction(demo: Path) -> None:

@@ -62,11 +62,22 @@ def init_distributed(use_cuda: bool) -> tuple[int, int]:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo", auto_mpi_discovery=False)
+        backend = "nccl" if use_cuda else "gloo"
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # started by a launcher
+            deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+        else:
+            # A plain process is a group of one. Its rendezvous address is passed, not exported:
+            # a MASTER_PORT/RANK left in os.environ would be inherited by child processes (a
+            # Snakemake job, a test) whose own group would then collide on the same port.
+            # The engine itself reads LOCAL_RANK, which is harmless to inherit.
+            os.environ["LOCAL_RANK"] = "0"
+            deepspeed.init_distributed(
+                dist_backend=backend,
+                auto_mpi_discovery=False,
+                init_method=f"tcp://127.0.0.1:{_free_port()}",
+                rank=0,
+                world_size=1,
+            )
     return dist.get_rank(), dist.get_world_size()
 
 
