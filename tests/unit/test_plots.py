@@ -98,3 +98,15 @@ def test_figures_at_full_scale(tmp_path):
     check_image(plot_isolation(st, tmp_path / "isolation", high_resource=list(langs[:5])))
     check_image(plot_activation(st, tmp_path / "activation"))
     check_image(plot_vocabulary(st, tmp_path / "vocabulary"))
+
+
+def test_end_labels_stay_inside_the_data_range_and_apart():
+    from polyroute.plots._common import spread_labels
+
+    ys = np.array([0.80, 0.81, 0.815, 0.82, 0.82, 0.79, 0.78, 0.822, 0.818, 0.81])  # clustered at the top
+    placed = spread_labels(ys, 0.35, 0.822)
+    assert placed.min() >= 0.35 and placed.max() <= 0.822 + 1e-12
+    assert (np.diff(placed) >= (0.822 - 0.35) * 0.045 - 1e-12).all()
+    # too many labels for the default gap: they still fit, evenly
+    many = spread_labels(np.full(50, 1.0), 0.0, 1.0)
+    assert many.min() >= -1e-12 and many.max() <= 1.0 and (np.diff(many) > 0).all()

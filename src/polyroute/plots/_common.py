@@ -110,6 +110,25 @@ def pick_labelled(values: np.ndarray, languages: list[str], n_each: int = 3, alw
     return sorted(set(chosen))
 
 
+def spread_labels(ys: np.ndarray, lo: float, hi: float, gap_share: float = 0.045) -> np.ndarray:
+    """Label heights for the sorted values `ys`: at least a gap apart, all inside [lo, hi].
+
+    Pushing clustered labels apart only upwards sends them past the axes (over the title);
+    labels are pushed up, then the stack is pulled back under `hi`, and the gap shrinks when
+    the labels cannot all fit.
+    """
+    ys = np.sort(np.asarray(ys, dtype=float))
+    span = hi - lo if hi > lo else 1.0
+    gap = min(span * gap_share, span / max(len(ys) - 1, 1))
+    placed = np.clip(ys, lo, hi)
+    for i in range(1, len(placed)):
+        placed[i] = max(placed[i], placed[i - 1] + gap)
+    placed[-1] = min(placed[-1], hi)
+    for i in range(len(placed) - 2, -1, -1):
+        placed[i] = min(placed[i], placed[i + 1] - gap)
+    return placed
+
+
 def new_figure(width: float, height: float, layout: str = "constrained") -> Figure:
     """A Figure with constrained layout (labels never overlap the colourbars); "compressed" for image grids."""
     return Figure(figsize=(width, height), layout=layout)

@@ -7,7 +7,16 @@ import os
 import numpy as np
 import xarray as xr
 
-from polyroute.plots._common import language_colours, layer_ticks, new_figure, pick_labelled, require, save, shade_zones
+from polyroute.plots._common import (
+    language_colours,
+    layer_ticks,
+    new_figure,
+    pick_labelled,
+    require,
+    save,
+    shade_zones,
+    spread_labels,
+)
 from polyroute.stats.correlation import depth_zones
 
 TITLES = {
@@ -64,12 +73,7 @@ def plot_by_depth(
     ends = values[:, -1]
     chosen = [i for i in chosen if np.isfinite(ends[i])]
     if chosen:
-        ys = np.sort(ends[chosen])
-        lo, hi = np.nanmin(values), np.nanmax(values)
-        gap = (hi - lo) * 0.045 if hi > lo else 0.01
-        placed = []
-        for y in ys:
-            placed.append(max(y, placed[-1] + gap) if placed else y)
+        placed = spread_labels(ends[chosen], float(np.nanmin(values)), float(np.nanmax(values)))
         for (i, y) in zip(sorted(chosen, key=lambda j: ends[j]), placed):
             ax.annotate(languages[i], (x[-1], ends[i]), xytext=(x[-1] + 0.6, y), fontsize=7, color=colours[i],
                         va="center", arrowprops={"arrowstyle": "-", "color": colours[i], "lw": 0.5}, annotation_clip=False)

@@ -43,7 +43,9 @@ def plot_expert_classes(stats: xr.Dataset, out: str | os.PathLike) -> list[str]:
 
     per_lang = (stats["expert_class"] == 2).sum("expert").transpose("language", "layer")
     langs = [str(g) for g in per_lang["language"].values]
-    im = ax2.imshow(per_lang.values, aspect="auto", cmap="Oranges", interpolation="nearest")
+    # counts start at 0 (white); an all-zero map must read as "none", not as a mid-scale colour
+    vmax = max(int(per_lang.max()), 1)
+    im = ax2.imshow(per_lang.values, aspect="auto", cmap="Oranges", vmin=0, vmax=vmax, interpolation="nearest")
     ax2.set_yticks(range(len(langs)), langs if len(langs) <= 60 else [g if i % 2 == 0 else "" for i, g in enumerate(langs)], fontsize=tick_fontsize(len(langs)))
     ax2.set_ylabel("language")
     ax2.set_xlabel("MoE layer (model layer index)")
