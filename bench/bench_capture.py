@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from polyroute.models import get_adapter
 from polyroute.models.tiny import tiny_config, tiny_model, tiny_tokenizer
 from polyroute.routing import capture as capture_module
 from polyroute.routing.capture import _pad, _plan_batches, extract_shard
+from polyroute.routing.store import to_dataset, write_store
 
 LANGS = ["eng_Latn", "fra_Latn", "deu_Latn", "swh_Latn"]
 
@@ -34,6 +37,15 @@ def make_texts(total_tokens: int, seed: int = 0) -> tuple[list[str], list[str]]:
         langs.append(LANGS[len(texts) % len(LANGS)])
         n += length + 1  # BOS
     return texts, langs
+
+
+def bytes_on_disk(shard) -> dict[str, int]:
+    """Bytes of each per-token array once the shard is written as a routing store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "shard.zarr"
+        write_store(to_dataset(shard, {"model": "bench"}), path)
+        names = ("expert_ids", "expert_weights", "token_id", "token_sequence")
+        return {n: sum(f.stat().st_size for f in (path / n).rglob("*") if f.is_file()) for n in names}
 
 
 def bench_config(args: argparse.Namespace):
@@ -154,6 +166,10 @@ def main() -> None:
     with_tok = per_layer + (r.token_id.nbytes + r.token_sequence.nbytes) / (n_tok * len(r.layers))
     print(f"\n## per-token output: {per_layer:.2f} B/token/layer (ids+weights; raw k*(1+2) = {args.top_k * 3}), "
           f"{with_tok:.2f} with token_id/token_sequence")
+    disk = bytes_on_disk(r)
+    print("on disk (Zarr, compressed): " + ", ".join(
+        f"{name} {size / (n_tok * len(r.layers)):.2f}" for name, size in disk.items()) + " B/token/layer; "
+          f"ids+weights {(disk['expert_ids'] + disk['expert_weights']) / (n_tok * len(r.layers)):.2f}")
 
     print("\n## scaling (capture, per_token on)")
     print("tokens      time_s     tok/s   peak_rss_MiB   cuda_max_alloc_MiB")
