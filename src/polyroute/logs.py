@@ -13,9 +13,29 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @contextlib.contextmanager
+def _descriptors_to(stream) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at `stream` for the block, so what child processes and C code
+    print (compilers started by DeepSpeed's JIT, the deepspeed launcher's ranks) lands in the log too."""
+    for s in (sys.stdout, sys.stderr):
+        s.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        yield
+    finally:
+        stream.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+@contextlib.contextmanager
 def log_to(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
-    """Send logging, warnings and stderr (tqdm, tracebacks) of the block to `path` (and keep stderr
-    when no path is given), so every job leaves its whole story in logs/<run>/<rule>/."""
+    """Send logging, warnings, stdout and stderr (tqdm, tracebacks, subprocesses) of the block to
+    `path` (and keep the console when no path is given), so every job leaves its whole story in
+    logs/<run>/<rule>/."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if path is None:
@@ -28,18 +48,19 @@ def log_to(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
             root.removeHandler(handler)
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", buffering=1) as stream:
+    with open(path, "a", encoding="utf-8", buffering=1) as stream, _descriptors_to(stream):
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(handler)
         logging.captureWarnings(True)
-        old_stderr = sys.stderr
-        sys.stderr = stream
+        old_streams = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = stream
         try:
             yield logging.getLogger("polyroute")
         except BaseException:
             logging.getLogger("polyroute").exception("step failed")
             raise
         finally:
-            sys.stderr = old_stderr
+            sys.stdout, sys.stderr = old_streams
+            logging.captureWarnings(False)
             root.removeHandler(handler)

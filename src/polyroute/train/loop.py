@@ -63,6 +63,9 @@ def init_distributed(use_cuda: bool) -> tuple[int, int]:
 
     if not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
+        # DeepSpeed probes its optional ops by compiling test programs on first use
+        log.info("starting the process group; a linker line such as 'cannot find -laio' that follows "
+                 "is DeepSpeed probing for async I/O, which training does not use")
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # started by a launcher
             deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
         else:
