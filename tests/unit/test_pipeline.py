@@ -61,3 +61,22 @@ def test_loop_settings_map_config_names_and_are_accepted() -> None:
     assert settings["checkpoint_interval"] == data["training"]["checkpoint_every"]
     assert "gpus" not in settings and "methods" not in settings and "train_routers" not in settings
     TrainSettings.from_dict(settings)  # every key known, every value valid
+
+
+def test_library_training_defaults_are_the_config_schema_defaults() -> None:
+    # the library's defaults (used by `python -m polyroute.train` and the Python API) must not
+    # drift from the schema's, or the same run would differ inside and outside the workflow
+    import dataclasses
+
+    import yaml
+
+    from polyroute.train.settings import TrainSettings
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    defaults = {key: spec["default"] for key, spec in schema["properties"]["training"]["properties"].items()
+                if "default" in spec}
+    mapped = loop_settings(defaults, {})
+    library = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+    shared = sorted(set(mapped) & set(library) - {"dtype", "trust_remote_code"})
+    assert len(shared) >= 10, shared
+    assert {key: mapped[key] for key in shared} == {key: library[key] for key in shared}

@@ -18,9 +18,9 @@ class TrainSettings:
     warmup_ratio: float = 0.05
     seed: int = 0
     zero_stage: int = 2
-    micro_batch_size: int = 4
+    micro_batch_size: int = 8
     gradient_accumulation: int = 1
-    checkpoint_interval: int = 100  # optimizer steps between DeepSpeed checkpoints; 0 = never
+    checkpoint_interval: int = 50  # optimizer steps between DeepSpeed checkpoints; 0 = never
     keep_checkpoints: bool = False  # delete checkpoints/ once the artifacts are written
     dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
     max_grad_norm: float = 1.0  # 0 = no clipping
