@@ -9,9 +9,12 @@ noisy) and the median of the repeats kept.
 from __future__ import annotations
 
 import argparse
-import resource
+import concurrent.futures
+import multiprocessing
+import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from polyroute.models.tiny import tiny_config, tiny_model, tiny_tokenizer
 from polyroute.routing import capture as capture_module
 from polyroute.routing.capture import _pad, _plan_batches, extract_shard
 from polyroute.routing.store import to_dataset, write_store
+from polyroute.routing.stream import extract_to_store
 
 LANGS = ["eng_Latn", "fra_Latn", "deu_Latn", "swh_Latn"]
 
@@ -104,10 +108,6 @@ def hook_share(run) -> float:
     return spent[0] / total
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--max-tokens", type=int, default=100_000)
@@ -171,20 +171,77 @@ def main() -> None:
         f"{name} {size / (n_tok * len(r.layers)):.2f}" for name, size in disk.items()) + " B/token/layer; "
           f"ids+weights {(disk['expert_ids'] + disk['expert_weights']) / (n_tok * len(r.layers)):.2f}")
 
-    print("\n## scaling (capture, per_token on)")
-    print("tokens      time_s     tok/s   peak_rss_MiB   cuda_max_alloc_MiB")
+    print("\n## scaling (per_token on; each size and variant in a fresh process, so peaks do not mask each other)")
+    print("tokens   plain_s  capture_s   tok/s  plain_rss+MiB  capture_rss+MiB  store_MiB  cuda_max_alloc_MiB")
+    ctx = multiprocessing.get_context("spawn")
     n = 1000
     while n <= args.max_tokens:
-        t_texts, t_langs = make_texts(n, seed=n)
-        t_ids = [str(i) for i in range(len(t_texts))]
+        plain, cap = (_in_fresh_process(ctx, scaling_run, vars(args), n, capture) for capture in (False, True))
+        print(f"{cap['tokens']:8d} {plain['seconds']:8.2f} {cap['seconds']:10.2f} {cap['tokens'] / cap['seconds']:7.0f} "
+              f"{plain['rss_growth']:14.0f} {cap['rss_growth']:16.0f} {cap['output']:10.1f} {cap['cuda']:19.1f}")
+        n *= 10
+    print("rss+ = peak resident memory during the run minus before it; capture = extraction streamed into "
+          "the shard's store (extract_to_store, as the extract_routing rule runs it); store_MiB = its size on disk")
+
+
+def _in_fresh_process(ctx, fn, *args):
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def scaling_run(settings: dict, n_tokens: int, capture: bool) -> dict[str, float]:
+    """One extraction (or the plain forward of the same batches) on ~n_tokens, in a process of its own."""
+    args = argparse.Namespace(**settings)
+    torch.set_num_threads(args.threads)
+    model = tiny_model(bench_config(args)).to(args.device)
+    tok = tiny_tokenizer()
+    texts, langs = make_texts(n_tokens, seed=n_tokens)
+    ids = [str(i) for i in range(len(texts))]
+    sampler = RssSampler()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "shard.zarr"
+        if capture:  # what the extract_routing rule runs: windows streamed into the shard's store
+            run = lambda: extract_to_store(model, tok, get_adapter(model), texts, langs, ids, ids, store,  # noqa: E731
+                                           {"model": "bench"}, languages=LANGS, batch_tokens=args.batch_tokens,
+                                           max_length=512, per_token=True)
+        else:
+            run = lambda: plain_forward(model, tok, texts, args.batch_tokens)  # noqa: E731
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        t = timed(lambda: extract_shard(model, tok, adapter, t_texts, t_langs, t_ids, t_ids, languages=LANGS,
-                                        batch_tokens=args.batch_tokens, max_length=512, per_token=True), args.device)
-        cuda_mib = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else float("nan")
-        real = sum(len(x) + 1 for x in t_texts)
-        print(f"{real:8d} {t:10.2f} {real / t:9.0f} {peak_rss_mib():14.0f} {cuda_mib:20.1f}")
-        n *= 10
+        with sampler:
+            t0 = time.perf_counter()
+            run()
+            sync(args.device)
+            seconds = time.perf_counter() - t0
+        output = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) if capture else 0
+    return {"tokens": sum(len(t) + 1 for t in texts), "seconds": seconds, "rss_growth": sampler.growth_mib,
+            "output": output / 2**20, "cuda": torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else float("nan")}
+
+
+class RssSampler:
+    """Peak resident set above its value at entry, sampled every 10 ms in a thread."""
+
+    def __enter__(self) -> "RssSampler":
+        self.base = self.peak = _rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, _rss_mib())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mib())
+        self.growth_mib = self.peak - self.base
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from typing import Any
 from polyroute.atomic import config_hash, provenance
 from polyroute.pipeline.data import read_split, record_texts
 from polyroute.routing.shards import gather, interleaved_order, shard_indices
-from polyroute.routing.store import to_dataset, write_store
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def extract_routing(
     Sequences are ordered by (parallel id, language) before the contiguous split into shards, so
     every shard holds whole groups of translations and every language."""
     from polyroute.models import get_adapter, load_model
-    from polyroute.routing.capture import extract_shard
+    from polyroute.routing.stream import extract_to_store
 
     table = read_split(data_files, split, dataset)
     table = table.iloc[interleaved_order(table["language"].tolist(), table["parallel_id"].tolist())]
@@ -55,12 +54,6 @@ def extract_routing(
         experts_implementation=model.get("experts_implementation"), device=device,
     )
     adapter = get_adapter(net)
-    routing = extract_shard(
-        net, tokenizer, adapter, record_texts(part, dataset), part["language"].tolist(),
-        part["id"].astype(str).tolist(), part["parallel_id"].astype(str).tolist(),
-        languages=list(languages), batch_tokens=extraction["batch_tokens"],
-        max_length=extraction["max_length"], per_token=extraction["per_token"], progress=True,
-    )
     info = adapter.info()
     attrs = provenance(
         model=model["id"], model_revision=model.get("revision"), model_type=info.model_type,
@@ -68,8 +61,13 @@ def extract_routing(
         dataset=dataset, split=split or "", max_length=extraction["max_length"],
         config_hash=extraction_hash(run_config), shard_index=shard, shard_count=shards,
     )
-    write_store(to_dataset(routing, attrs), out)
-    log.info("wrote %s (%d tokens)", out, int(routing.tokens.sum()))
+    # windows go to the store as they finish: memory stays flat however large the shard
+    extract_to_store(
+        net, tokenizer, adapter, record_texts(part, dataset), part["language"].tolist(),
+        part["id"].astype(str).tolist(), part["parallel_id"].astype(str).tolist(), out, attrs,
+        languages=list(languages), batch_tokens=extraction["batch_tokens"],
+        max_length=extraction["max_length"], per_token=extraction["per_token"], progress=True,
+    )
 
 
 def gather_routing(shard_paths: Sequence[str | os.PathLike], out: str | os.PathLike,

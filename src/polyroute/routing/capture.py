@@ -6,13 +6,20 @@ scatter and one batched matmul per layer (deterministic, no atomics); after the 
 batch is committed: per-language sums += one-hot(language)^T @ buffer in float64, on the device. Nothing
 is synchronised per token: the padding mask and token positions are built on the host before the batch,
 and per-sequence / per-token arrays go to pinned host memory with non-blocking copies.
+
+A `RoutingPass` walks the shard in windows of consecutive sequences (batched longest first inside each)
+and hands each finished window out in the given order: `polyroute.routing.stream` appends it to the
+store at once, `extract_shard` collects them in memory.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import sys
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,7 +229,8 @@ def _pad(token_ids: list[list[int]], rows: list[int], pad_id: int, side: str) ->
     return ids, mask
 
 
-def _validate(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length) -> None:
+def validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length) -> None:
+    """One-line errors for inputs that do not fit together, before any model work."""
     n = len(texts)
     for name, values in (("languages_of_texts", languages_of_texts), ("seq_ids", seq_ids), ("parallel_ids", parallel_ids)):
         if len(values) != n:
@@ -234,6 +242,177 @@ def _validate(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch
         raise ValueError(f"languages has duplicates: {languages}")
     if batch_tokens < 1 or max_length < 1:
         raise ValueError(f"batch_tokens={batch_tokens} and max_length={max_length} must be positive")
+
+
+@dataclass
+class RoutingWindow:
+    """Routing of consecutive sequences ``start .. start + s`` of a shard, in the given order."""
+
+    start: int
+    seq_tokens: np.ndarray  # [s] int64
+    seq_count: np.ndarray  # [s, L, E] float32
+    seq_prob_sum: np.ndarray  # [s, L, E] float32
+    expert_ids: np.ndarray | None = None  # [n, L, k] uint8 (E <= 256) or uint16
+    expert_weights: np.ndarray | None = None  # [n, L, k] float16
+    token_id: np.ndarray | None = None  # [n] int32
+    token_sequence: np.ndarray | None = None  # [n] int64: index into the shard's sequences
+
+
+@functools.cache
+def _libc_malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+def _return_freed_host_memory() -> None:
+    """Hand the heap pages freed by the window's forward passes back to the OS.
+
+    glibc keeps them otherwise, and a long shard's resident memory (what Slurm's memory limit counts)
+    would creep up by hundreds of MiB although nothing is held (measured in bench/bench_capture.py)."""
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _plan_windows(lengths: list[int], window_tokens: int) -> list[range]:
+    """Consecutive sequence ranges of at most `window_tokens` tokens (a longer sequence is a window alone)."""
+    windows, start, size = [], 0, 0
+    for i, n in enumerate(lengths):
+        if i > start and size + n > window_tokens:
+            windows.append(range(start, i))
+            start, size = i, 0
+        size += n
+    if start < len(lengths):
+        windows.append(range(start, len(lengths)))
+    return windows
+
+
+class RoutingPass:
+    """One pass of a shard's texts through the model, yielding its routing window by window.
+
+    Sequences are taken in windows of consecutive sequences (about `window_tokens` tokens); inside a
+    window they are batched longest first. Each finished window is handed out in the given order, so
+    per-sequence and per-token arrays can be written as they come: host memory holds one window, not
+    the shard. The per-language sums stay on the device until `aggregates()` (after the windows).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, adapter: MoEAdapter, texts: list[str],
+                 languages_of_texts: list[str], *, languages: list[str], batch_tokens: int = 8192,
+                 max_length: int = 512, per_token: bool = False, window_tokens: int | None = None,
+                 progress: bool = False) -> None:
+        self.token_ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        self.lengths = np.array([len(t) for t in self.token_ids], dtype=np.int64)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.side = getattr(tokenizer, "padding_side", "right")
+        self.languages = list(languages)
+        self.lang_index = np.array([self.languages.index(g) for g in languages_of_texts], dtype=np.int64)
+        self.batch_tokens = batch_tokens
+        # a window of 16 batches sorts nearly as well as the whole shard; its host arrays stay small
+        self.window_tokens = window_tokens or 16 * batch_tokens
+        self.per_token = per_token
+        self.progress = progress
+        self.capture = RoutingCapture(model, adapter, len(self.languages), per_token=per_token)
+        self._totals: np.ndarray | None = None
+
+    @property
+    def id_dtype(self) -> type:
+        return np.uint8 if self.capture.E <= 256 else np.uint16
+
+    def windows(self) -> Iterator[RoutingWindow]:
+        from tqdm.auto import tqdm
+
+        cap = self.capture
+        copies = _HostCopies(cap.device)
+        interactive = sys.stderr.isatty()
+        bar = tqdm(total=int(self.lengths.sum()), unit="tok", disable=not self.progress,
+                   mininterval=2 if interactive else 60, desc="routing", dynamic_ncols=interactive)
+        for window in _plan_windows(self.lengths.tolist(), self.window_tokens):
+            # hooks and inference mode only while this pass runs the model, not while the caller
+            # holds a window (it may run the model itself, or need autograd)
+            with torch.inference_mode(), cap:
+                done = []
+                for rows in _plan_batches(self.lengths[window].tolist(), self.batch_tokens):
+                    done.extend(self._run(copies, [window.start + r for r in rows], bar))
+                copies.wait()
+            window_routing = self._window(window, done)
+            del done
+            _return_freed_host_memory()
+            yield window_routing
+        self._totals = cap.totals.cpu().numpy()
+        bar.close()
+
+    def _run(self, copies: _HostCopies, rows: list[int], bar) -> list[tuple]:
+        """Route one batch (halved and retried on out-of-memory); its host results per sub-batch."""
+        queue, done = deque([rows]), []
+        while queue:
+            rows = queue.popleft()
+            ids, mask = _pad(self.token_ids, rows, self.pad_id, self.side)
+            onehot = F.one_hot(torch.from_numpy(self.lang_index[rows]), len(self.languages))
+            try:
+                batch = self.capture.run_batch(ids, mask, rows, onehot)
+            except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+                if not _is_oom(err) or len(rows) == 1:
+                    raise
+                half = len(rows) // 2
+                log.warning("out of memory on a batch of %d x %d tokens: halving and retrying", len(rows), ids.shape[1])
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                queue.appendleft(rows[half:])
+                queue.appendleft(rows[:half])
+                continue
+            E = self.capture.E
+            seq = torch.cat((batch.sums[:, :, :E], batch.sums[:, :, 2 * E :]), dim=2)  # hits | probs
+            done.append((rows, copies.copy(seq),
+                         copies.copy(batch.ids) if self.per_token else None,
+                         copies.copy(batch.weights) if self.per_token else None))
+            bar.update(int(mask.sum()))
+        return done
+
+    def _window(self, window: range, done: list[tuple]) -> RoutingWindow:
+        """The window's host results back in the given sequence order."""
+        E, L, k = self.capture.E, self.capture.L, self.capture.k
+        s = len(window)
+        seq_count = np.zeros((s, L, E), dtype=np.float32)
+        seq_prob = np.zeros((s, L, E), dtype=np.float32)
+        for rows, seq, _, _ in done:
+            arr = seq.numpy()
+            local = np.asarray(rows, dtype=np.int64) - window.start
+            seq_count[local] = arr[:, :, :E]
+            seq_prob[local] = arr[:, :, E:]
+        lengths = self.lengths[window]
+        out = RoutingWindow(start=window.start, seq_tokens=lengths.copy(), seq_count=seq_count, seq_prob_sum=seq_prob)
+        if not self.per_token:
+            return out
+        if done:
+            ids = np.concatenate([d[2].numpy().view(self.id_dtype) for d in done])
+            weights = np.concatenate([d[3].numpy() for d in done])
+            batch_rows = np.concatenate([np.asarray(d[0], dtype=np.int64) for d in done]) - window.start
+        else:
+            ids, weights = np.zeros((0, L, k), self.id_dtype), np.zeros((0, L, k), np.float16)
+            batch_rows = np.zeros(0, np.int64)
+        # where each sequence's tokens start in the batch order, then gather in the given order
+        start = np.zeros(s, dtype=np.int64)
+        if len(batch_rows):
+            start[batch_rows] = np.concatenate(([0], np.cumsum(lengths[batch_rows])[:-1]))
+        perm = np.concatenate([np.arange(start[i], start[i] + lengths[i]) for i in range(s)] or [np.zeros(0, np.int64)])
+        out.expert_ids = ids[perm]
+        out.expert_weights = weights[perm]
+        out.token_id = np.concatenate([np.asarray(self.token_ids[i], dtype=np.int32) for i in window]
+                                      or [np.zeros(0, np.int32)])
+        out.token_sequence = np.repeat(np.arange(window.start, window.stop, dtype=np.int64), lengths)
+        return out
+
+    def aggregates(self) -> dict[str, np.ndarray]:
+        """count, gate_sum, prob_sum [G, L, E] and tokens [G] of the whole pass (after `windows()`)."""
+        if self._totals is None:
+            raise RuntimeError("aggregates() before the windows were consumed")
+        E, t = self.capture.E, self._totals
+        G = len(self.languages)
+        tokens = np.bincount(self.lang_index, weights=self.lengths, minlength=G).astype(np.int64)
+        return {"count": np.rint(t[:, :, :E]).astype(np.int64), "gate_sum": t[:, :, E : 2 * E].astype(np.float64),
+                "prob_sum": t[:, :, 2 * E :].astype(np.float64), "tokens": tokens}
 
 
 def extract_shard(
@@ -249,109 +428,55 @@ def extract_shard(
     batch_tokens: int = 8192,
     max_length: int = 512,
     per_token: bool = False,
+    window_tokens: int | None = None,
     progress: bool = False,
 ) -> ShardRouting:
-    """Route every text through `model` and return the shard's routing, sequences in the given order.
+    """Route every text through `model` and return the shard's routing in memory, sequences in the given order.
 
     Batches hold at most `batch_tokens` padded tokens, longest sequences first; a batch that runs out of
-    memory is halved and retried. Padding never counts. Checks the count invariant before returning."""
-    from tqdm.auto import tqdm
-
-    _validate(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length)
-    token_ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    lengths = [len(t) for t in token_ids]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    side = getattr(tokenizer, "padding_side", "right")
-    lang_index = np.array([languages.index(g) for g in languages_of_texts], dtype=np.int64)
-    S, G = len(texts), len(languages)
-
-    cap = RoutingCapture(model, adapter, G, per_token=per_token)
-    copies = _HostCopies(cap.device)
-    done: list[tuple[list[int], torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
-    queue = deque(_plan_batches(lengths, batch_tokens))
-    interactive = sys.stderr.isatty()
-    bar = tqdm(total=sum(lengths), unit="tok", disable=not progress, mininterval=2 if interactive else 60,
-               desc="routing", dynamic_ncols=interactive)
-    with torch.inference_mode(), cap:
-        while queue:
-            rows = queue.popleft()
-            ids, mask = _pad(token_ids, rows, pad_id, side)
-            onehot = F.one_hot(torch.from_numpy(lang_index[rows]), G)
-            try:
-                batch = cap.run_batch(ids, mask, rows, onehot)
-            except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-                if not _is_oom(err) or len(rows) == 1:
-                    raise
-                half = len(rows) // 2
-                log.warning("out of memory on a batch of %d x %d tokens: halving and retrying", len(rows), ids.shape[1])
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                queue.appendleft(rows[half:])
-                queue.appendleft(rows[:half])
-                continue
-            E = cap.E
-            seq = torch.cat((batch.sums[:, :, :E], batch.sums[:, :, 2 * E :]), dim=2)  # hits | probs
-            done.append((rows, copies.copy(seq),
-                         copies.copy(batch.ids) if per_token else None,
-                         copies.copy(batch.weights) if per_token else None))
-            bar.update(int(mask.sum()))
-        totals = cap.totals.cpu().numpy()
-    copies.wait()
-    bar.close()
-    return _assemble(cap, done, token_ids, lengths, lang_index, seq_ids, parallel_ids, languages_of_texts,
-                     languages, totals, S, per_token)
-
-
-def _assemble(cap, done, token_ids, lengths, lang_index, seq_ids, parallel_ids, languages_of_texts, languages,
-              totals, S, per_token) -> ShardRouting:
-    """Put device results back in the given sequence order as a ShardRouting."""
-    E, L, k = cap.E, cap.L, cap.k
-    G = len(languages)
-    seq_count = np.zeros((S, L, E), dtype=np.float32)
-    seq_prob = np.zeros((S, L, E), dtype=np.float32)
-    for rows, seq, _, _ in done:
-        arr = seq.numpy()
-        seq_count[rows] = arr[:, :, :E]
-        seq_prob[rows] = arr[:, :, E:]
-    lengths_arr = np.asarray(lengths, dtype=np.int64)
-    tokens = np.bincount(lang_index, weights=lengths_arr, minlength=G).astype(np.int64) if S else np.zeros(G, np.int64)
-    result = ShardRouting(
-        languages=list(languages),
-        layers=list(cap.adapter.moe_layers),
-        num_experts=E,
-        top_k=k,
-        count=np.rint(totals[:, :, :E]).astype(np.int64),
-        gate_sum=totals[:, :, E : 2 * E].astype(np.float64),
-        prob_sum=totals[:, :, 2 * E :].astype(np.float64),
-        tokens=tokens,
-        seq_id=np.asarray(seq_ids, dtype=str),
-        seq_language=np.asarray(languages_of_texts, dtype=str),
-        seq_parallel_id=np.asarray(parallel_ids, dtype=str),
-        seq_tokens=lengths_arr,
-        seq_count=seq_count,
-        seq_prob_sum=seq_prob,
-    )
-    if per_token:
-        _assemble_tokens(result, done, token_ids, lengths_arr, k, L)
+    memory is halved and retried. Padding never counts. Checks the count invariant before returning.
+    (`polyroute.pipeline.routing` streams a `RoutingPass` to the store instead of holding it.)"""
+    validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length)
+    routing_pass = RoutingPass(model, tokenizer, adapter, texts, languages_of_texts, languages=languages,
+                               batch_tokens=batch_tokens, max_length=max_length, per_token=per_token,
+                               window_tokens=window_tokens, progress=progress)
+    windows = list(routing_pass.windows())
+    result = shard_routing(routing_pass, seq_ids, parallel_ids, languages_of_texts, windows,
+                           routing_pass.aggregates())
     result.check_invariant()
     return result
 
 
-def _assemble_tokens(result: ShardRouting, done, token_ids, lengths: np.ndarray, k: int, L: int) -> None:
-    """Per-token arrays ordered by (given sequence order, position)."""
-    id_np = np.uint8 if result.num_experts <= 256 else np.uint16
-    if done:
-        ids = np.concatenate([d[2].numpy().view(id_np) for d in done])
-        weights = np.concatenate([d[3].numpy() for d in done])
-        batch_rows = np.concatenate([np.asarray(d[0], dtype=np.int64) for d in done])
-    else:
-        ids, weights = np.zeros((0, L, k), id_np), np.zeros((0, L, k), np.float16)
-        batch_rows = np.zeros(0, np.int64)
-    # start of each sequence's tokens in the concatenated (batch) order, then gather in the given order
-    start = np.zeros(len(lengths), dtype=np.int64)
-    start[batch_rows] = np.concatenate(([0], np.cumsum(lengths[batch_rows])[:-1])) if len(batch_rows) else []
-    perm = np.concatenate([np.arange(start[i], start[i] + lengths[i]) for i in range(len(lengths))] or [np.zeros(0, np.int64)])
-    result.expert_ids = ids[perm]
-    result.expert_weights = weights[perm]
-    result.token_id = np.concatenate([np.asarray(t, dtype=np.int32) for t in token_ids] or [np.zeros(0, np.int32)])
-    result.token_sequence = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+def empty_shard(routing_pass: RoutingPass) -> ShardRouting:
+    """A shard of the pass's shape with no sequences and zero sums: the template a streamed store
+    is written from before the windows arrive."""
+    G, L, E = len(routing_pass.languages), routing_pass.capture.L, routing_pass.capture.E
+    zeros = {"count": np.zeros((G, L, E), np.int64), "gate_sum": np.zeros((G, L, E)),
+             "prob_sum": np.zeros((G, L, E)), "tokens": np.zeros(G, np.int64)}
+    return shard_routing(routing_pass, [], [], [], [], zeros)
+
+
+def shard_routing(routing_pass: RoutingPass, seq_ids, parallel_ids, languages_of_texts,
+                  windows: list[RoutingWindow], aggregates: dict[str, np.ndarray]) -> ShardRouting:
+    """A ShardRouting of the pass's shape from `aggregates` and the sequences of `windows`."""
+    cap = routing_pass.capture
+    E, L, k = cap.E, cap.L, cap.k
+
+    def joined(name: str, empty: np.ndarray) -> np.ndarray:
+        return np.concatenate([getattr(w, name) for w in windows]) if windows else empty
+
+    result = ShardRouting(
+        languages=list(routing_pass.languages), layers=list(cap.adapter.moe_layers), num_experts=E, top_k=k,
+        **aggregates,
+        seq_id=np.asarray(seq_ids, dtype=str), seq_language=np.asarray(languages_of_texts, dtype=str),
+        seq_parallel_id=np.asarray(parallel_ids, dtype=str),
+        seq_tokens=joined("seq_tokens", np.zeros(0, np.int64)),
+        seq_count=joined("seq_count", np.zeros((0, L, E), np.float32)),
+        seq_prob_sum=joined("seq_prob_sum", np.zeros((0, L, E), np.float32)),
+    )
+    if routing_pass.per_token:
+        result.expert_ids = joined("expert_ids", np.zeros((0, L, k), routing_pass.id_dtype))
+        result.expert_weights = joined("expert_weights", np.zeros((0, L, k), np.float16))
+        result.token_id = joined("token_id", np.zeros(0, np.int32))
+        result.token_sequence = joined("token_sequence", np.zeros(0, np.int64))
+    return result

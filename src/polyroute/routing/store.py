@@ -10,7 +10,7 @@ slots), sized so that one chunk of the widest variable is about 32 MiB uncompres
 clamped to [2^16, 2^18] tokens and [2^8, 2^16] sequences. Chunk sizes depend on (L, E, k) only, so a
 gathered store is chunked exactly like a single-shard one. Codecs: zarr 3's defaults (zstd).
 
-Writing (``write_store``, and ``gather`` in shards.py, through ``StoreWriter``): everything goes into
+Writing (``write_store``, ``gather`` in shards.py and ``extract_to_store`` in stream.py, through ``StoreWriter``): everything goes into
 ``<path>.tmp-<pid>``; along ``token``/``sequence`` data are appended chunk by chunk, so memory stays
 bounded; then the invariant ``sum_i count[g, l, i] == k * tokens[g]`` (and token/sequence totals) is
 re-checked from disk, group attrs and consolidated metadata are written, then the completion marker,
@@ -110,18 +110,14 @@ def to_dataset(shard: ShardRouting, attrs: Mapping[str, Any]) -> xr.Dataset:
             raise ValueError(f"seq_tokens of language {g} sum to {per_lang[g]}, but tokens[{g}]={t}")
 
     lang = ("language", "layer", "expert")
-    seq = ("sequence", "layer", "expert")
     data: dict[str, tuple] = {
         "count": (lang, count),
         "gate_sum": (lang, gate_sum),
         "prob_sum": (lang, prob_sum),
         "tokens": (("language",), tokens),
-        "seq_id": (("sequence",), _strings(shard.seq_id, "seq_id")),
-        "seq_language": (("sequence",), seq_language),
-        "seq_parallel_id": (("sequence",), _strings(_expect_shape("seq_parallel_id", shard.seq_parallel_id, (S,)), "seq_parallel_id")),
-        "seq_tokens": (("sequence",), seq_tokens),
-        "seq_count": (seq, _expect_shape("seq_count", shard.seq_count, (S, L, E)).astype(np.float32, copy=False)),
-        "seq_prob_sum": (seq, _expect_shape("seq_prob_sum", shard.seq_prob_sum, (S, L, E)).astype(np.float32, copy=False)),
+        **_sequence_vars(shard.seq_id, seq_language, _expect_shape("seq_parallel_id", shard.seq_parallel_id, (S,)),
+                         seq_tokens, _expect_shape("seq_count", shard.seq_count, (S, L, E)),
+                         _expect_shape("seq_prob_sum", shard.seq_prob_sum, (S, L, E))),
     }
     per_token = (shard.expert_ids, shard.expert_weights, shard.token_id, shard.token_sequence)
     if any(a is not None for a in per_token):
@@ -135,11 +131,8 @@ def to_dataset(shard: ShardRouting, attrs: Mapping[str, Any]) -> xr.Dataset:
             raise ValueError("token_sequence must be non-decreasing indices into the shard's sequences")
         if N and not np.array_equal(np.bincount(tseq, minlength=S), seq_tokens):
             raise ValueError("token_sequence disagrees with seq_tokens (tokens per sequence)")
-        tok = ("token", "layer", "topk")
-        data["expert_ids"] = (tok, ids.astype(id_dtype, copy=False))
-        data["expert_weights"] = (tok, _expect_shape("expert_weights", shard.expert_weights, (N, L, k)).astype(np.float16, copy=False))
-        data["token_id"] = (("token",), _expect_shape("token_id", shard.token_id, (N,)).astype(np.int32, copy=False))
-        data["token_sequence"] = (("token",), tseq)
+        data.update(_token_vars(ids, id_dtype, _expect_shape("expert_weights", shard.expert_weights, (N, L, k)),
+                                _expect_shape("token_id", shard.token_id, (N,)), tseq))
     coords = {
         "language": ("language", _strings(shard.languages, "languages")),
         "layer": ("layer", np.asarray(shard.layers, dtype=np.int64)),
@@ -148,6 +141,46 @@ def to_dataset(shard: ShardRouting, attrs: Mapping[str, Any]) -> xr.Dataset:
     out_attrs = dict(attrs)
     out_attrs.update(num_experts=E, top_k=k)
     return xr.Dataset(data, coords=coords, attrs=out_attrs)
+
+
+def _sequence_vars(seq_id, seq_language, seq_parallel_id, seq_tokens, seq_count, seq_prob_sum) -> dict[str, tuple]:
+    """The per-sequence variables of a store (names, dims, dtypes): one definition for shards and windows."""
+    seq = ("sequence", "layer", "expert")
+    return {
+        "seq_id": (("sequence",), _strings(seq_id, "seq_id")),
+        "seq_language": (("sequence",), _strings(seq_language, "seq_language")),
+        "seq_parallel_id": (("sequence",), _strings(seq_parallel_id, "seq_parallel_id")),
+        "seq_tokens": (("sequence",), np.asarray(seq_tokens).astype(np.int64, copy=False)),
+        "seq_count": (seq, np.asarray(seq_count).astype(np.float32, copy=False)),
+        "seq_prob_sum": (seq, np.asarray(seq_prob_sum).astype(np.float32, copy=False)),
+    }
+
+
+def _token_vars(expert_ids, id_dtype, expert_weights, token_id, token_sequence) -> dict[str, tuple]:
+    """The per-token variables of a store."""
+    tok = ("token", "layer", "topk")
+    return {
+        "expert_ids": (tok, np.asarray(expert_ids).astype(id_dtype, copy=False)),
+        "expert_weights": (tok, np.asarray(expert_weights).astype(np.float16, copy=False)),
+        "token_id": (("token",), np.asarray(token_id).astype(np.int32, copy=False)),
+        "token_sequence": (("token",), np.asarray(token_sequence).astype(np.int64, copy=False)),
+    }
+
+
+def window_blocks(window, seq_id, seq_language, seq_parallel_id, num_experts: int) -> dict[str, xr.Dataset]:
+    """A ``RoutingWindow``'s sequences (and tokens) as blocks for ``StoreWriter.append``, by streamed dim.
+
+    ``seq_id``/``seq_language``/``seq_parallel_id`` are the whole shard's; the window takes its slice.
+    """
+    part = slice(window.start, window.start + len(window.seq_tokens))
+    blocks = {"sequence": xr.Dataset(_sequence_vars(
+        np.asarray(seq_id)[part], np.asarray(seq_language)[part], np.asarray(seq_parallel_id)[part],
+        window.seq_tokens, window.seq_count, window.seq_prob_sum))}
+    if window.expert_ids is not None:
+        id_dtype = np.uint8 if num_experts <= 256 else np.uint16
+        blocks["token"] = xr.Dataset(_token_vars(window.expert_ids, id_dtype, window.expert_weights,
+                                                 window.token_id, window.token_sequence))
+    return blocks
 
 
 def check_store_invariant(ds: xr.Dataset) -> None:
@@ -258,10 +291,18 @@ class StoreWriter:
         self._buffers[dim] = [rest] if rest.sizes[dim] else []
         self._buffered[dim] = n - cut
 
-    def finish(self, attrs: Mapping[str, Any]) -> None:
-        """Flush, re-check invariants from disk, write attrs, metadata and the marker, then publish."""
+    def finish(self, attrs: Mapping[str, Any], values: xr.Dataset | None = None) -> None:
+        """Flush, re-check invariants from disk, write attrs, metadata and the marker, then publish.
+
+        ``values``: variables not along a streamed dim whose final values were not known when the
+        template was written (the aggregates of a streamed extraction); they overwrite the template's.
+        """
         for dim in STREAM_DIMS:
             self._flush(dim, final=True)
+        if values is not None:
+            if any(d in STREAM_DIMS for v in values.data_vars.values() for d in v.dims):
+                raise ValueError("finish(values=...) takes variables outside the streamed dims only")
+            values.drop_vars(list(values.coords)).drop_attrs().to_zarr(self._tmp, mode="r+", consolidated=False)
         group = zarr.open_group(self._tmp, mode="r+")
         group.attrs.put(json.loads(json.dumps(dict(attrs), default=_plain)))  # replace: appends leave attrs behind
         ds = xr.open_zarr(self._tmp, consolidated=False)
