@@ -167,18 +167,16 @@ def _token_vars(expert_ids, id_dtype, expert_weights, token_id, token_sequence) 
     }
 
 
-def window_blocks(window, seq_id, seq_language, seq_parallel_id, num_experts: int) -> dict[str, xr.Dataset]:
+def window_blocks(window, seq_id: np.ndarray, seq_language: np.ndarray, seq_parallel_id: np.ndarray) -> dict[str, xr.Dataset]:
     """A ``RoutingWindow``'s sequences (and tokens) as blocks for ``StoreWriter.append``, by streamed dim.
 
-    ``seq_id``/``seq_language``/``seq_parallel_id`` are the whole shard's; the window takes its slice.
+    ``seq_id``/``seq_language``/``seq_parallel_id`` are the whole shard's arrays; the window takes its slice.
     """
     part = slice(window.start, window.start + len(window.seq_tokens))
-    blocks = {"sequence": xr.Dataset(_sequence_vars(
-        np.asarray(seq_id)[part], np.asarray(seq_language)[part], np.asarray(seq_parallel_id)[part],
-        window.seq_tokens, window.seq_count, window.seq_prob_sum))}
-    if window.expert_ids is not None:
-        id_dtype = np.uint8 if num_experts <= 256 else np.uint16
-        blocks["token"] = xr.Dataset(_token_vars(window.expert_ids, id_dtype, window.expert_weights,
+    blocks = {"sequence": xr.Dataset(_sequence_vars(seq_id[part], seq_language[part], seq_parallel_id[part],
+                                                    window.seq_tokens, window.seq_count, window.seq_prob_sum))}
+    if window.expert_ids is not None:  # ids come in the store's compact dtype already
+        blocks["token"] = xr.Dataset(_token_vars(window.expert_ids, window.expert_ids.dtype, window.expert_weights,
                                                  window.token_id, window.token_sequence))
     return blocks
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from polyroute.models.adapter import MoEAdapter
@@ -49,10 +50,10 @@ def extract_to_store(
                                languages=list(languages), batch_tokens=batch_tokens, max_length=max_length,
                                per_token=per_token, window_tokens=window_tokens, progress=progress)
     template = to_dataset(empty_shard(routing_pass), attrs)
+    labels = [np.asarray(values, dtype=object) for values in (seq_ids, languages_of_texts, parallel_ids)]  # once, sliced per window
     with StoreWriter(out, template) as writer:
         for window in routing_pass.windows():
-            blocks = window_blocks(window, seq_ids, languages_of_texts, parallel_ids, routing_pass.capture.E)
-            for dim, block in blocks.items():
+            for dim, block in window_blocks(window, *labels).items():
                 writer.append(dim, block)
         aggregates = routing_pass.aggregates()
         values = xr.Dataset({name: (template[name].dims, aggregates[name]) for name in AGGREGATES})
