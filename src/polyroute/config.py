@@ -94,6 +94,18 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    tasks: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    adapters: bool = True
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    limit: int | None = None
+    bootstrap: int = 1000
+    seed: int = 0
+    scores: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     run: str
     model: ModelConfig
@@ -104,6 +116,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 def load_schema(path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
@@ -214,6 +227,42 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
                 datasets_registry.get_spec(ref["name"]).dataset_code(code)
             except ValueError as exc:
                 raise ConfigError(f"config error: 'datasets.{role}': {exc}") from None
+    _check_evaluation(data["evaluation"], langs)
+
+
+def evaluation_languages(name: str, settings: Mapping[str, Any] | None, languages: list[str]) -> list[str]:
+    """The languages task `name` is evaluated on: its own list, else every run language it has."""
+    from polyroute.evaluate.tasks import get_task
+
+    own = (settings or {}).get("languages")
+    task = get_task(name)
+    return list(own) if own is not None else [code for code in languages if task.supports(code)]
+
+
+def _check_evaluation(evaluation: Mapping[str, Any], langs: list[str]) -> None:
+    from polyroute.evaluate.tasks import TASKS
+
+    for name, settings in evaluation["tasks"].items():
+        key = f"evaluation.tasks.{name}"
+        if name not in TASKS:
+            raise ConfigError(f"config error: '{key}' is not a known task (known: {', '.join(TASKS)})")
+        task = TASKS[name]
+        for code in (settings or {}).get("languages") or []:
+            if code not in langs:
+                raise ConfigError(f"config error: '{key}.languages' has {code!r}, which is not in 'languages'")
+            if not task.supports(code):
+                raise ConfigError(f"config error: '{key}.languages' has {code!r}, which task {name} "
+                                  f"({task.dataset}) does not have")
+        if not evaluation_languages(name, settings, langs):
+            raise ConfigError(f"config error: '{key}': task {name} ({task.dataset}) has none of the run's languages")
+    scores = evaluation.get("scores")
+    if scores is not None:
+        if scores["task"] not in evaluation["tasks"]:
+            raise ConfigError(f"config error: 'evaluation.scores.task' = {scores['task']!r} is not in 'evaluation.tasks'")
+        known = TASKS[scores["task"]].metrics
+        if scores["metric"] not in known:
+            raise ConfigError(f"config error: 'evaluation.scores.metric' = {scores['metric']!r} is not a metric of "
+                              f"{scores['task']} ({', '.join(known)})")
 
 
 def _build(cls: type, value: Any) -> Any:
@@ -236,6 +285,7 @@ _DATACLASS_FIELDS: dict[tuple[str, str], type] = {
     ("Config", "stats"): StatsConfig,
     ("Config", "selection"): SelectionConfig,
     ("Config", "training"): TrainingConfig,
+    ("Config", "evaluation"): EvaluationConfig,
     ("DatasetsConfig", "routing"): DatasetRef,
     ("DatasetsConfig", "training"): DatasetRef,
 }

@@ -19,6 +19,13 @@ TARGETS = CFG["selection"]["targets"]
 METHODS = list(CFG["selection"]["methods"])
 TRAIN_METHODS = CFG["training"]["methods"]
 SHARDS = list(range(CFG["extraction"]["shards"]))
+EVALUATION = CFG["evaluation"]
+EVAL_TASKS = list(EVALUATION["tasks"])
+# variant name -> the adapter directory it adds to the base model (None for base)
+VARIANTS = {"base": None} | (
+    {f"{method}-{target}": f"{RESULTS}/adapters/{method}/{target}" for method in TRAIN_METHODS for target in TARGETS}
+    if EVALUATION["adapters"] else {}
+)
 
 # Once the model's config has been read (first job of a run), check settings against it at parse
 # time, so a budget or layer window that does not fit the model fails before any job starts.
@@ -39,8 +46,19 @@ def _alternatives(values):
 
 
 # Wildcards can only take configured values, so no path can leave results/ or resources/data/.
+def _eval_task(name):
+    from polyroute.evaluate.tasks import get_task
+
+    return get_task(name)
+
+
+EVAL_DATASETS = {_eval_task(name).dataset for name in EVAL_TASKS}
+
+
 wildcard_constraints:
-    dataset=_alternatives({ROUTING["name"]} | ({TRAINING["name"]} if TRAINING else set())),
+    dataset=_alternatives({ROUTING["name"]} | ({TRAINING["name"]} if TRAINING else set()) | EVAL_DATASETS),
+    variant=_alternatives(VARIANTS),
+    task=_alternatives(EVAL_TASKS),
     language=_alternatives(LANGUAGES),
     target=_alternatives(TARGETS),
     method=_alternatives(METHODS),
@@ -50,7 +68,54 @@ wildcard_constraints:
 def dataset_splits(wildcards):
     """Every split of a dataset that some step reads, so one download serves them all (None = its default)."""
     splits = {ref.get("split") for ref in (ROUTING, TRAINING) if ref and ref["name"] == wildcards.dataset}
+    for name in EVAL_TASKS:
+        task = _eval_task(name)
+        if task.dataset == wildcards.dataset:
+            splits.add(task.test_split)
+            if eval_settings_of(name)["num_fewshot"]:
+                splits.add(task.fewshot_split or task.test_split)
     return sorted(splits, key=str)
+
+
+def eval_settings_of(task):
+    from polyroute.pipeline.evaluate import task_settings
+
+    return task_settings(EVALUATION, task)
+
+
+def eval_languages_of(task):
+    return polyroute_config.evaluation_languages(task, EVALUATION["tasks"][task], LANGUAGES)
+
+
+def eval_data(wildcards):
+    dataset = _eval_task(wildcards.task).dataset
+    return [data_file(dataset, language) for language in eval_languages_of(wildcards.task)]
+
+
+def eval_languages(wildcards):
+    return eval_languages_of(wildcards.task)
+
+
+def eval_settings(wildcards):
+    return eval_settings_of(wildcards.task)
+
+
+def variant_adapter(wildcards):
+    """The adapter a variant adds (nothing for base), so a retrained adapter reruns its evaluation."""
+    adapter = VARIANTS[wildcards.variant]
+    return [adapter] if adapter else []
+
+
+def eval_outputs():
+    return [f"{RESULTS}/eval/{variant}/{task}" for variant in VARIANTS for task in EVAL_TASKS]
+
+
+def stats_scores():
+    """The per-language scores file of the routing statistics: the config's, else the base model's
+    measured scores when `evaluation.scores` names a task and metric, else none."""
+    if CFG["stats"]["scores"]:
+        return CFG["stats"]["scores"]
+    return f"{RESULTS}/eval/scores.csv" if EVALUATION["scores"] else None
 
 
 def data_file(dataset, language):
@@ -85,8 +150,25 @@ def all_targets():
     targets += [f"{RESULTS}/stats/{ROUTING['name']}/figures/{name}.png" for name in expected_figures()]
     targets += [f"{RESULTS}/selection/{method}/{target}.json" for method in METHODS for target in TARGETS]
     targets += [f"{RESULTS}/adapters/{method}/{target}" for method in TRAIN_METHODS for target in TARGETS]
-    targets += [f"{RESULTS}/summary/{name}.csv" for name in ("language", "layer", "selection", "training")]
+    targets += eval_outputs()
+    targets += [f"{RESULTS}/summary/{name}.csv" for name in SUMMARY_TABLES]
     return targets
+
+
+SUMMARY_TABLES = ["language", "layer", "selection", "training"] + (["evaluation", "gains"] if EVAL_TASKS else [])
+
+
+def evaluation_summary_outputs():
+    """The evaluation tables and the gains figure of `summarize`, when any task is evaluated."""
+    if not EVAL_TASKS:
+        return {}
+    return {
+        "evaluation": report(f"{RESULTS}/summary/evaluation.csv", caption="../report/summary_evaluation.rst",
+                             category="Evaluation"),
+        "gains": report(f"{RESULTS}/summary/gains.csv", caption="../report/summary_gains.rst", category="Evaluation"),
+        "gains_figure": report(f"{RESULTS}/summary/figures/gains.png", caption="../report/gains.rst",
+                               category="Evaluation"),
+    }
 
 
 def expected_figures():

@@ -4,11 +4,12 @@
 rule routing_stats:
     input:
         routing=f"{RESULTS}/routing/{{dataset}}.zarr",
+        scores=stats_scores() or [],
     output:
         stats=directory(f"{RESULTS}/stats/{{dataset}}.zarr"),
         tables=directory(f"{RESULTS}/stats/{{dataset}}/tables"),
     params:
-        stats=CFG["stats"],
+        stats=CFG["stats"] | {"scores": stats_scores()},
         languages=LANGUAGES,
         reference=CFG["reference_language"],
     log:

@@ -8,5 +8,9 @@ with log_to(snakemake.log[0]):
         snakemake.input.stats,
         selection_files=list(snakemake.input.selections),
         adapter_dirs=list(snakemake.input.adapters),
-        outputs=dict(snakemake.output.items()),
+        outputs={name: path for name, path in snakemake.output.items() if name != "gains_figure"},
+        eval_dirs=list(snakemake.input.evaluations),
+        gains_figure=snakemake.output.get("gains_figure"),
+        bootstrap=snakemake.params.bootstrap,
+        seed=snakemake.params.seed,
     )

@@ -85,11 +85,24 @@ def trainings(adapter_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
 
 def summarize(stats_path: str | os.PathLike, *, selection_files: Sequence[str | os.PathLike],
-              adapter_dirs: Sequence[str | os.PathLike], outputs: Mapping[str, str | os.PathLike]) -> None:
-    """Write the summary tables named in `outputs` (language, layer, selection, training)."""
+              adapter_dirs: Sequence[str | os.PathLike], outputs: Mapping[str, str | os.PathLike],
+              eval_dirs: Sequence[str | os.PathLike] = (), gains_figure: str | os.PathLike | None = None,
+              bootstrap: int = 1000, seed: int = 0) -> None:
+    """Write the summary tables named in `outputs` (language, layer, selection, training, and with
+    evaluation results: evaluation, every metric of every variant, and gains, the RISE table)."""
     stats = open_store(stats_path)
     frames = {"language": by_language(stats), "layer": by_layer(stats),
               "selection": selections(selection_files), "training": trainings(adapter_dirs)}
+    if eval_dirs:
+        from polyroute.evaluate.compare import gains, load_results
+        from polyroute.pipeline.evaluate import read_results
+
+        frames["evaluation"] = read_results(eval_dirs)
+        frames["gains"] = gains(load_results(eval_dirs), resamples=bootstrap, seed=seed)
+        if gains_figure is not None:
+            from polyroute.plots.evaluation import plot_gains
+
+            plot_gains(frames["gains"], gains_figure)
     for name, path in outputs.items():
         atomic_write_text(path, frames[name].to_csv(index=False, float_format="%.6g"))
     log.info("wrote %d summary tables", len(outputs))

@@ -1,0 +1,138 @@
+"""Step `evaluate`: one variant of the model on one task, every configured language of it.
+
+Writes ``<out>/<language>.json`` per language (one result schema for every variant x task x
+language: model, variant, task, n items, metrics with 95% bootstrap intervals, settings and per-item
+records as lm-eval's ``--log_samples``). The files are written into ``<out>.partial/`` and the
+directory is renamed onto `out` only when every language is done, so a killed job leaves nothing a
+rerun would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from polyroute.atomic import atomic_write_json, atomic_write_text, provenance
+from polyroute.evaluate.runner import EvalSettings, run_task
+from polyroute.evaluate.tasks import get_task
+from polyroute.evaluate.variants import Variant, adapter_variant, parse_variant
+
+log = logging.getLogger(__name__)
+
+__all__ = ["task_settings", "task_items", "evaluate", "evaluate_variant", "read_results", "write_scores"]
+
+
+def task_settings(evaluation: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """A task's run settings: the evaluation block's defaults overridden by the task's own entry."""
+    own = dict(evaluation["tasks"][task] or {})
+    merged = {key: evaluation[key] for key in ("batch_size", "max_new_tokens", "bootstrap", "seed", "limit")}
+    merged.update({key: own[key] for key in own if key != "languages"})
+    merged.setdefault("num_fewshot", 0)
+    return merged
+
+
+def task_items(frame: pd.DataFrame, split: str, limit: int | None) -> list[dict]:
+    """The first `limit` records of `split` (all when None), as plain dicts in file order."""
+    rows = frame[frame["split"] == split].drop(columns="split")
+    if limit is not None:
+        rows = rows.head(limit)
+    return rows.to_dict(orient="records")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN or inf
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    return value
+
+
+def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Mapping[str, str | os.PathLike],
+             settings: Mapping[str, Any], out: str | os.PathLike, loaded: tuple[Any, Any] | None = None) -> Path:
+    """Evaluate `variant` on `task` for every language in `data` (language -> parquet of its records).
+
+    `model` is the config's model block; `loaded` an already loaded (model, tokenizer) to reuse.
+    """
+    spec = get_task(task)
+    options = {k: v for k, v in settings.items() if k != "limit"}
+    run_settings = EvalSettings(**options)
+    limit = settings.get("limit")
+    unsupported = [language for language in data if not spec.supports(language)]
+    if unsupported:
+        raise ValueError(f"task {task} has no items or prompt for {', '.join(unsupported)}")
+    frames = {language: pd.read_parquet(path) for language, path in data.items()}  # fail before loading
+    fewshot_split = spec.fewshot_split or spec.test_split
+    if loaded is None:
+        from polyroute.models.loading import load_model
+
+        loaded = load_model(model["id"], revision=model.get("revision"), dtype=model.get("dtype", "auto"),
+                            trust_remote_code=model.get("trust_remote_code", False),
+                            attn_implementation=model.get("attn_implementation"),
+                            experts_implementation=model.get("experts_implementation"))
+    net, tokenizer = loaded
+    work = Path(f"{out}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with variant.applied(net):
+        for language, frame in frames.items():
+            items = task_items(frame, spec.test_split, limit)
+            pool = task_items(frame, fewshot_split, None) if run_settings.num_fewshot else []
+            result = run_task(net, tokenizer, spec, items, language=language, pool=pool, settings=run_settings)
+            log.info("%s %s %s: %d items, %s", variant.name, task, language, result["n_items"],
+                     ", ".join(f"{k}={v:.4g}" for k, v in result["metrics"].items()))
+            record = provenance(model=model["id"], model_revision=model.get("revision"), variant=variant.describe(),
+                                settings=dict(settings), **result)
+            atomic_write_json(work / f"{language}.json", _jsonable(record))
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(work, out)
+    return out
+
+
+def evaluate_variant(*, model: Mapping[str, Any], variant: str, adapter: str | os.PathLike | None, task: str,
+                     data: Mapping[str, str | os.PathLike], settings: Mapping[str, Any], out: str | os.PathLike) -> Path:
+    """`evaluate` for a variant given by name: ``base``, or an adapter name with its directory."""
+    chosen = adapter_variant(variant, adapter) if adapter is not None else parse_variant(variant)
+    return evaluate(model=model, variant=chosen, task=task, data=data, settings=settings, out=out)
+
+
+def write_scores(result_dir: str | os.PathLike, *, metric: str, out: str | os.PathLike) -> pd.DataFrame:
+    """Per-language `metric` of one task's results as a ``language,score`` CSV (the stats.scores input)."""
+    table = read_results([result_dir])
+    rows = table[table["metric"] == metric]
+    if rows.empty:
+        raise ValueError(f"{result_dir}: no metric {metric!r} (has {', '.join(sorted(set(table['metric'])))})")
+    scores = rows[["language", "value"]].rename(columns={"value": "score"})
+    atomic_write_text(out, scores.to_csv(index=False, float_format="%.6g"))
+    return scores
+
+
+def read_results(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (variant, task, language, metric) from result files or directories of them."""
+    rows = []
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files += sorted(path.glob("*.json")) if path.is_dir() else [path]
+    for file in files:
+        with open(file, encoding="utf-8") as handle:
+            result = json.load(handle)
+        for metric, value in result["metrics"].items():
+            low, high = result["ci95"].get(metric) or (None, None)
+            rows.append({"variant": result["variant"]["name"], "task": result["task"], "language": result["language"],
+                         "metric": metric, "value": value, "ci_low": low, "ci_high": high,
+                         "n_items": result["n_items"]})
+    return pd.DataFrame(rows, columns=["variant", "task", "language", "metric", "value", "ci_low", "ci_high",
+                                       "n_items"])

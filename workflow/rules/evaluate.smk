@@ -1,0 +1,42 @@
+# Evaluation (METHODS.md section 8): every variant (base, each trained adapter) on every configured
+# task, one GPU job per (variant, task) writing one result file per language.
+
+
+rule evaluate:
+    input:
+        data=eval_data,
+        adapter=variant_adapter,
+        model_info=f"{RESULTS}/model/info.json",
+    output:
+        directory(f"{RESULTS}/eval/{{variant}}/{{task}}"),
+    params:
+        model=CFG["model"],
+        languages=eval_languages,
+        settings=eval_settings,
+    log:
+        f"{LOGS}/evaluate/{{variant}}/{{task}}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate/{{variant}}/{{task}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=240,
+    script:
+        "../scripts/evaluate.py"
+
+
+# The base model's measured per-language score, for the routing statistics (stats.scores).
+if EVALUATION["scores"]:
+
+    rule eval_scores:
+        input:
+            f"{RESULTS}/eval/base/{EVALUATION['scores']['task']}",
+        output:
+            f"{RESULTS}/eval/scores.csv",
+        params:
+            metric=EVALUATION["scores"]["metric"],
+        log:
+            f"{LOGS}/eval_scores.log",
+        script:
+            "../scripts/eval_scores.py"
