@@ -1,0 +1,1 @@
+"""Evaluation of base and adapted models: tasks, scoring, generation, metrics, results."""
