@@ -9,14 +9,13 @@ variants) gives the interval of a difference between variants, e.g. an adapter's
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from polyroute.evaluate.tasks import Task
 
-__all__ = ["PERPLEXITIES", "statistic", "bootstrap_interval", "paired_interval", "count_words"]
+__all__ = ["PERPLEXITIES", "statistic", "bootstrap_interval", "paired_interval"]
 
 Statistic = Callable[[np.ndarray], float]
 
@@ -27,11 +26,6 @@ PERPLEXITIES: dict[str, tuple[str, Callable[[float, float], float]]] = {
     "word_perplexity": ("words", lambda ll, n: math.exp(-ll / n)),
     "token_perplexity": ("tokens", lambda ll, n: math.exp(-ll / n)),
 }
-
-
-def count_words(text: str) -> int:
-    """Words as the harness counts them for word perplexity: pieces between runs of whitespace."""
-    return len(re.split(r"\s+", text))
 
 
 def statistic(task: Task, metric: str, records: Sequence[dict]) -> Statistic:

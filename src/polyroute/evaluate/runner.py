@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from polyroute.evaluate import answers, metrics
+from polyroute.evaluate import aggregate, langid, metrics
 from polyroute.evaluate.fewshot import contexts
 from polyroute.evaluate.generation import generate_greedy
 from polyroute.evaluate.scoring import (encode_pair, encode_requests, loglikelihoods, model_max_length,
@@ -56,8 +55,9 @@ def _generated_items(model, tokenizer, task: Task, items: Sequence[Row], prompts
                               max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
                               max_length=max_length)
     records = []
+    language = items[0]["language"]
     for item, prompt, output in zip(items, prompts, outputs):
-        scores, gold, filtered = answers.score_generation(task.name, output, item, code)
+        scores, gold, filtered = task.score(output, item, language)
         records.append({"id": item["id"], "prompt": prompt, "generation": output, "filtered": filtered,
                         "gold": gold, **scores})
     return records
@@ -79,28 +79,20 @@ def _perplexity_items(model, tokenizer, items: Sequence[Row], settings: EvalSett
         logprob[i] += s.logprob
         n_tokens[i] += s.n_tokens
     return [{"id": item["id"], "logprob": float(logprob[i]), "tokens": int(n_tokens[i]),
-             "bytes": len(item["text"].encode("utf-8")), "words": len(item["text"].split())}
+             "bytes": metrics.count_bytes(item["text"]), "words": metrics.count_words(item["text"])}
             for i, item in enumerate(items)]
 
 
-def _aggregate(task: Task, records: list[dict], settings: EvalSettings) -> tuple[dict, dict]:
+def _aggregate(task: Task, records: list[dict], metric_names: Sequence[str],
+               settings: EvalSettings) -> tuple[dict, dict]:
     """Metric values over the items and their 95% bootstrap intervals (items resampled)."""
-    if task.output == "perplexity":
-        columns = {k: np.array([r[k] for r in records], dtype=float) for k in ("logprob", "tokens", "bytes", "words")}
-        values, intervals = {}, {}
-        for name, (denominator, transform) in metrics.PERPLEXITIES.items():
-            def statistic(idx, denominator=denominator, transform=transform):
-                return transform(columns["logprob"][idx].sum(), columns[denominator][idx].sum())
-            values[name] = statistic(np.arange(len(records)))
-            intervals[name] = metrics.bootstrap_interval(statistic, len(records), resamples=settings.bootstrap,
-                                                         seed=settings.seed)
-        return values, intervals
     values, intervals = {}, {}
-    for name in task.metrics:
-        column = np.array([float(r[name]) for r in records])
-        values[name] = float(column.mean())
-        intervals[name] = metrics.bootstrap_interval(lambda idx, c=column: float(c[idx].mean()), len(records),
-                                                     resamples=settings.bootstrap, seed=settings.seed)
+    every = np.arange(len(records))
+    for name in metric_names:
+        stat = aggregate.statistic(task, name, records)
+        values[name] = stat(every)
+        intervals[name] = aggregate.bootstrap_interval(stat, len(records), resamples=settings.bootstrap,
+                                                       seed=settings.seed)
     return values, intervals
 
 
@@ -119,25 +111,13 @@ def run_task(model: Any, tokenizer: Any, task: Task, items: Sequence[Row], *, la
             records = _choice_items(model, tokenizer, task, items, prompts, settings, max_length)
         else:
             records = _generated_items(model, tokenizer, task, items, prompts, code, settings, max_length)
-    values, intervals = _aggregate(task, records, settings)
-    if task.consistency:
-        from polyroute.evaluate.langid import consistency_flags
-
-        flags = consistency_flags([r["generation"] for r in records], language)
+    names = list(task.metrics)
+    if task.consistency and langid.is_supported(language):
+        flags = langid.consistency_flags([r["generation"] for r in records], language)
         for record, flag in zip(records, flags):
-            record["language_consistent"] = bool(flag)
-        column = np.array(flags, dtype=float)
-        values["language_consistency"] = float(column.mean())
-        intervals["language_consistency"] = metrics.bootstrap_interval(
-            lambda idx: float(column[idx].mean()), len(records), resamples=settings.bootstrap, seed=settings.seed)
+            record["language_consistency"] = float(flag)
+        names.append("language_consistency")
+    values, intervals = _aggregate(task, records, names, settings)
     return {"task": task.name, "language": language, "harness_task": task.harness(code), "n_items": len(records),
             "metrics": values, "ci95": intervals, "items": records}
 
-
-def finite(value: float) -> float | None:
-    """JSON has no NaN: undefined values are written as null."""
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def mapping_finite(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: finite(v) if isinstance(v, float) else v for k, v in values.items()}

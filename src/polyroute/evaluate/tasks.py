@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polyroute import languages
+from polyroute.evaluate import answers, metrics
 
-__all__ = ["Task", "TASKS", "get_task", "MGSM_WORDS", "TYDIQA_WORDS"]
+__all__ = ["Task", "TASKS", "get_task", "MGSM_WORDS", "TYDIQA_WORDS", "POLYMATH_INSTRUCTIONS"]
 
 Row = Mapping[str, Any]
+# a generation's item scores, the gold answer, and the filtered predictions (filter name -> text)
+Scored = tuple[dict[str, float], Any, dict[str, str]]
 
 # MGSM prompt words per ISO 639-1 code (the harness' tasks/mgsm/utils.py LANGUAGES table):
 # question prefix, native chain-of-thought answer prefix, direct answer prefix.
@@ -50,6 +53,30 @@ TYDIQA_WORDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# PolyMath's answer instruction per language (the PolyMath paper, Figure 8), appended after the
+# problem with a blank line between, as the authors' protocol does.
+POLYMATH_INSTRUCTIONS: dict[str, str] = {
+    "en": r"Note: Please put the final answer in the $\boxed{}$.",
+    "zh": r"注意：请将最终答案放在 $\boxed{}$ 中。",
+    "ar": r"ملاحظة: يُرجى وضع الإجابة النهائية في $\boxed{}$.",
+    "bn": r"বিঃদ্রঃ: অনুগ্রহ করে চূড়ান্ত উত্তরটি $\boxed{}$ এর মধ্যে রাখুন।",
+    "de": r"Hinweis: Bitte setzen Sie die endgültige Antwort in $\boxed{}$.",
+    "es": r"Nota: Por favor, coloque la respuesta final en el $\boxed{}$.",
+    "fr": r"Remarque : Veuillez mettre la réponse finale dans le $\boxed{}$.",
+    "id": r"Catatan: Silakan letakkan jawaban akhir di dalam $\boxed{}$.",
+    "it": r"Nota: Per favore, metti la risposta finale nel $\boxed{}$.",
+    "ja": r"注意：最終的な答えを $\boxed{}$ に入れてください。",
+    "ko": r"참고: 최종 답안을 $\boxed{}$ 안에 넣어 주세요.",
+    "ms": r"Nota: Sila letakkan jawapan akhir dalam $\boxed{}$.",
+    "pt": r"Nota: Por favor, coloque a resposta final no $\boxed{}$.",
+    "ru": r"Примечание: Пожалуйста, поместите окончательный ответ в $\boxed{}$.",
+    "sw": r"Kumbuka: Tafadhali weka jibu la mwisho katika $\boxed{}$.",
+    "te": r"గమనిక: దయచేసి తుది జవాబును $\boxed{}$ లో ఉంచండి.",
+    "th": r"หมายเหตุ: กรุณาใส่คำตอบสุดท้ายใน $\boxed{}$.",
+    "vi": r"Lưu ý: Vui lòng đặt câu trả lời cuối cùng trong $\boxed{}$.",
+}
+
+
 @dataclass(frozen=True)
 class Task:
     """One evaluation task.
@@ -58,7 +85,8 @@ class Task:
     generation until a stop sequence) or ``perplexity`` (log-likelihood of the whole text).
     `prompt(row, code)` and `target(row, code)` are the harness' doc_to_text / doc_to_target,
     `code` the dataset's language code; `choices(row)` the continuations of a choice task and
-    `gold(row)` the index of the right one.
+    `gold(row)` the index of the right one; `score(generation, row, language)` the item scores of
+    a generation task (the harness' filters and process_results).
     """
 
     name: str
@@ -71,6 +99,7 @@ class Task:
     choices: Callable[[Row], list[str]] | None = None
     gold: Callable[[Row], int] | None = None
     until: Callable[[str], list[str]] = lambda code: ["\n"]
+    score: Callable[[str, Row, str], Scored] | None = None
     fewshot_split: str | None = None  # None: the test split (then the item itself is never a shot)
     fewshot_sampler: str = "random"  # random (seeded, as the harness) | first_n
     target_delimiter: str = " "
@@ -132,10 +161,27 @@ def _tydiqa_prompt(row: Row, code: str) -> str:
 
 
 def _polymath_prompt(row: Row, code: str) -> str:
-    # The PolyMath authors' instruction (see polyroute.evaluate.answers): the answer goes in \boxed{}.
-    from polyroute.evaluate.answers import polymath_instruction
+    return f"{row['question']}\n\n{POLYMATH_INSTRUCTIONS[code]}"
 
-    return f"{row['question']}\n{polymath_instruction(code)}"
+
+def _mgsm_score(filters: Callable[[str, str], dict[str, str]]) -> Callable[[str, Row, str], Scored]:
+    def score(generation: str, row: Row, language: str) -> Scored:
+        filtered = filters(generation, language)
+        scores = {f"exact_match,{name}": answers.mgsm_exact_match(prediction, row["answer"])
+                  for name, prediction in filtered.items()}
+        return scores, row["answer"], filtered
+    return score
+
+
+def _tydiqa_score(generation: str, row: Row, language: str) -> Scored:
+    golds = list(row["answers"])
+    return metrics.qa_scores(generation, golds, language), golds, {"none": generation.strip()}
+
+
+def _polymath_score(generation: str, row: Row, language: str) -> Scored:
+    extracted = answers.polymath_extract(generation)
+    correct = answers.polymath_equal(extracted, row["answer"])
+    return {"accuracy": float(correct)}, row["answer"], {"boxed": extracted or ""}
 
 
 def _harness(prefix: str, codes: Callable[[str], str] = lambda c: c) -> Callable[[str], str | None]:
@@ -149,21 +195,25 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          metrics=("acc", "acc_norm")),
     Task("mgsm_direct", "mgsm", "generate", "test", _mgsm_prompt(2), harness=_harness("mgsm_direct_"),
          target=lambda row, code: row["answer"], until=_mgsm_until, fewshot_split="train",
+         score=_mgsm_score(lambda generation, language: answers.mgsm_direct_predictions(generation)),
          target_delimiter="", language_codes=tuple(MGSM_WORDS),
          metrics=("exact_match,remove_whitespace", "exact_match,flexible-extract"),
          primary="exact_match,flexible-extract"),
     Task("mgsm_native_cot", "mgsm", "generate", "test", _mgsm_prompt(1), harness=_harness("mgsm_native_cot_"),
          target=_mgsm_cot_target, until=_mgsm_until, fewshot_split="train", language_codes=tuple(MGSM_WORDS),
+         score=_mgsm_score(answers.mgsm_native_cot_predictions),
          consistency=True, metrics=("exact_match,strict-match", "exact_match,flexible-extract"),
          primary="exact_match,flexible-extract"),
     Task("tydiqa", "tydiqa", "generate", "validation", _tydiqa_prompt, harness=_harness("tydiqa_goldp_"),
-         target=lambda row, code: row["answers"][0], fewshot_split="train", metrics=("exact_match", "f1"),
+         target=lambda row, code: row["answers"][0], fewshot_split="train", score=_tydiqa_score,
+         metrics=("exact_match", "f1"),
          primary="f1"),
     Task("multiblimp", "multiblimp", "choice", "train", lambda row, code: "", harness=_harness("multiblimp_"),
          choices=lambda row: [row["good"], row["bad"]], gold=lambda row: 0, target_delimiter="",
          metrics=("acc", "acc_norm")),
     Task("polymath", "polymath", "generate", "low", _polymath_prompt, harness=lambda code: None,
-         until=lambda code: [], consistency=True, metrics=("accuracy",)),
+         until=lambda code: [], score=_polymath_score, language_codes=tuple(POLYMATH_INSTRUCTIONS),
+         consistency=True, metrics=("accuracy",)),
     Task("perplexity", "flores_plus", "perplexity", "devtest", lambda row, code: "", harness=lambda code: None,
          metrics=("bits_per_byte", "byte_perplexity", "word_perplexity", "token_perplexity"),
          higher_is_better=False),

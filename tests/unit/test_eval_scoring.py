@@ -1,0 +1,155 @@
+"""Log-likelihood scoring and greedy generation against slow references on the demo model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from polyroute.evaluate.generation import cut_at_stops, generate_greedy, stop_sequences
+from polyroute.evaluate.scoring import (Encoded, encode_pair, encode_requests, loglikelihoods, prefix_token_id,
+                                        rolling_windows)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_MODEL = ROOT / "resources" / "models" / "polyroute-tiny-qwen3moe"
+
+REQUESTS = [
+    ("P: Pengwini wafalme huishi Antaktika.\nQ: Wanaishi wapi?\nA: Ulaya\nB: Antaktika\nAnswer:", " A"),
+    ("P: Pengwini wafalme huishi Antaktika.\nQ: Wanaishi wapi?\nA: Ulaya\nB: Antaktika\nAnswer:", " B"),
+    ("P: Pengwini wafalme huishi Antaktika.\nQ: Wanaishi wapi?\nA: Ulaya\nB: Antaktika\nAnswer:", " C"),
+    ("Frage: Wie viele Äpfel hat Anna? \n", "Antwort: 12"),  # trailing whitespace moves to the answer
+    ("", "Die Kinder spielen jeden Nachmittag im Garten."),  # empty context: the prefix token
+    ("Вопрос: Сколько?", " Ответ — 5"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from polyroute.models.loading import load_model
+
+    return load_model(str(DEMO_MODEL), dtype="float32", device="cpu")
+
+
+def _reference(model, enc: Encoded) -> tuple[float, bool]:
+    """One request alone: the full sequence through the model, log-softmax, sum over the continuation."""
+    ids = torch.tensor([list(enc.context + enc.continuation)])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+    n_ctx = len(enc.context)
+    total, greedy = 0.0, True
+    for j, token in enumerate(enc.continuation):
+        row = logprobs[n_ctx + j - 1]
+        total += float(row[token])
+        greedy &= int(row.argmax()) == token
+    return total, greedy
+
+
+def test_encode_pair_splits_as_the_harness(demo) -> None:
+    _, tok = demo
+    enc = encode_pair(tok, "Frage: x \n", "Antwort")
+    assert enc.context == tuple(tok.encode("Frage: x"))
+    whole = tok.encode("Frage: x \nAntwort")
+    assert enc.context + enc.continuation == tuple(whole)
+    empty = encode_pair(tok, "", "Hallo Welt")
+    assert empty.context == (prefix_token_id(tok),)
+    assert empty.continuation == tuple(tok.encode("Hallo Welt", add_special_tokens=False))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_batched_loglikelihoods_equal_a_per_request_reference(demo, batch_size: int) -> None:
+    model, tok = demo
+    encoded = encode_requests(tok, REQUESTS)
+    scored = loglikelihoods(model, encoded, batch_size=batch_size, max_length=1024)
+    for enc, got in zip(encoded, scored):
+        want, greedy = _reference(model, enc)
+        assert got.logprob == pytest.approx(want, abs=1e-4)
+        assert got.is_greedy == greedy
+        assert got.n_tokens == len(enc.continuation)
+
+
+def test_choices_that_share_their_input_share_one_forward(demo) -> None:
+    model, tok = demo
+    context = REQUESTS[0][0]
+    encoded = encode_requests(tok, [(context, " A"), (context, " B"), (context, " D")])
+    single_token = [e for e in encoded if len(e.continuation) == 1]
+    assert len(single_token) >= 2, "the demo tokenizer should encode at least two letters as one token"
+    calls = []
+    handle = model.register_forward_hook(lambda module, args, out: calls.append(1))
+    try:
+        loglikelihoods(model, single_token, batch_size=1, max_length=1024)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+
+
+def test_left_truncation_keeps_the_continuation(demo) -> None:
+    model, tok = demo
+    enc = encode_requests(tok, [(" ".join(["Antaktika"] * 60), " Pengwini")])[0]
+    short = loglikelihoods(model, [enc], max_length=16)[0]
+    kept = Encoded(enc.context[-(16 - len(enc.continuation) + 1):], enc.continuation)
+    want, _ = _reference(model, kept)
+    assert short.logprob == pytest.approx(want, abs=1e-4)
+    with pytest.raises(ValueError, match="exceeds max_length"):
+        loglikelihoods(model, [Encoded((1,), tuple(range(3, 40)))], max_length=16)
+
+
+def test_rolling_windows_predict_every_token_once() -> None:
+    tokens = list(range(10, 47))
+    for max_length in (1, 5, 8, 37, 64):
+        windows = rolling_windows(tokens, 2, max_length)
+        predicted = [t for w in windows for t in w.continuation]
+        assert predicted == tokens
+        for w in windows:
+            assert len(w.context) + len(w.continuation) - 1 <= max_length
+        assert windows[0].context == (2,)
+        for w in windows[1:]:  # each later window conditions on the text just before it
+            start = tokens.index(w.continuation[0])
+            assert list(w.context) == tokens[start - len(w.context):start]
+
+
+def test_rolling_windows_match_the_harness() -> None:
+    utils = pytest.importorskip("lm_eval.utils")
+    tokens = list(range(100, 157))
+    for max_length in (4, 10, 57, 100):
+        theirs = [utils.make_disjoint_window(w)
+                  for w in utils.get_rolling_token_windows(tokens, prefix_token=2, max_seq_len=max_length, context_len=1)]
+        ours = [(list(w.context), list(w.continuation)) for w in rolling_windows(tokens, 2, max_length)]
+        assert ours == [(list(c), list(p)) for c, p in theirs]
+
+
+def test_cut_at_stops() -> None:
+    assert cut_at_stops(" 42\nSwali: next", ["Swali:", "\n"]) == " 42"
+    assert cut_at_stops("no stop here", ["\n"]) == "no stop here"
+    assert cut_at_stops("a</s>b", ["</s>", ""]) == "a"
+
+
+def test_generation_stops_at_the_stop_sequence(demo) -> None:
+    model, tok = demo
+    prompt = "Swali: Amina ana maembe 12. Anampa kaka yake maembe 5.\nAnswer:"
+    free = generate_greedy(model, tok, [prompt], until=[], max_new_tokens=24)[0]
+    assert len(free) > 8
+    stop = free[4:7]
+    steps = []
+    handle = model.register_forward_hook(lambda module, args, out: steps.append(1))
+    try:
+        cut = generate_greedy(model, tok, [prompt], until=[stop], max_new_tokens=24)[0]
+    finally:
+        handle.remove()
+    assert cut == free.split(stop)[0]
+    assert len(steps) < 24  # it stopped, not merely cut afterwards
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(demo) -> None:
+    model, tok = demo
+    prompts = ["Question: 2+2?\nAnswer:", "Swali: Amina ana maembe 12.\nAnswer:",
+               "Задача: У Маши 3 яблока.\nAnswer:", "问题： 3 + 4 = ?\nAnswer:"]
+    batched = generate_greedy(model, tok, prompts, until=["\n"], max_new_tokens=12, batch_size=4)
+    single = [generate_greedy(model, tok, [p], until=["\n"], max_new_tokens=12, batch_size=1)[0] for p in prompts]
+    assert batched == single
+
+
+def test_stop_sequences_add_eos_once(demo) -> None:
+    _, tok = demo
+    stops = stop_sequences(tok, ["\n", "\n"])
+    assert stops == ["\n", tok.eos_token]
