@@ -31,12 +31,18 @@ github.com/QwenLM/PolyMath at commit fbf4e41 (``eval/run_eval.py`` and ``eval/sc
   compare element-wise (recursively); a one-sided ``x = v`` (left side at most 2 characters)
   compares ``v``.
 - not reproduced: the multiple-choice letter branch (PolyMath has no choice items) and the
-  authors' last branches, sympy symbolic equivalence (LaTeX parsed by
-  sympy's ANTLR parser and a bundled latex2sympy, run in a subprocess with a 1 s timeout), the
-  two-sided equation comparison built on it, and matrix comparison. PolyMath's answers are
-  numbers for the levels this project runs, where the numeric branch decides whenever both
-  sides parse; a LaTeX expression such as ``\\frac{782}{2}`` for 391 counts as wrong here where
-  the authors' scorer may count it right.
+  authors' last branches: sympy symbolic equivalence (LaTeX parsed by sympy's ANTLR parser and
+  a bundled latex2sympy, run in a subprocess with a 1 s timeout), the two-sided equation
+  comparison built on it, and matrix comparison. The demo's PolyMath answers are integers,
+  where the numeric branch decides; on the real data's LaTeX answers (``\\frac{5}{4}``) a
+  prediction that only sympy could equate (``1.25``, ``5/4``) counts as wrong here where the
+  authors' scorer may count it right. "May", because their 1 s timeout makes the verdict depend
+  on machine load: on this 2-core machine under load, their ``math_equal("\\frac{782}{2}",
+  "391")`` came out False with their default and True with ``timeout=False``.
+
+Checked against the authors' code (their ``eval/`` run with sympy 1.12.1, antlr4 4.11.0 as
+their requirements pin): the same extraction on 9 generations and the same verdict on 32
+prediction/reference pairs, the ones in ``tests/unit/test_eval_metrics.py`` among them.
 """
 
 from __future__ import annotations
