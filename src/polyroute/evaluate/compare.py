@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polyroute.evaluate.aggregate import paired_interval, statistic
+from polyroute.evaluate.aggregate import interval, statistic
 from polyroute.evaluate.tasks import get_task
 
 __all__ = ["load_results", "gains", "GAIN_COLUMNS"]
@@ -52,7 +52,7 @@ def _paired(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, resamples: 
     stat_a = statistic(task, metric, common)
     stat_b = statistic(task, metric, [ids_b[item["id"]] for item in common])
     every = np.arange(len(common))
-    low, high = paired_interval(stat_a, stat_b, len(common), resamples=resamples, seed=seed)
+    low, high = interval(stat_a, len(common), versus=stat_b, resamples=resamples, seed=seed)
     return stat_a(every), stat_b(every), stat_a(every) - stat_b(every), low, high, len(common)
 
 

@@ -39,7 +39,7 @@ import string
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -64,6 +64,7 @@ __all__ = [
     "bits_per_byte",
     "bootstrap_ci",
     "paired_bootstrap_ci",
+    "statistic_ci",
 ]
 
 DEFAULT_RESAMPLES = 10_000
@@ -253,6 +254,29 @@ def bits_per_byte(loglikelihoods: Sequence[float], texts: Sequence[str]) -> floa
 _DRAWS_PER_CHUNK = 1 << 22  # resample indices held at once (32 MiB of int64)
 
 
+def _resampled_indices(n: int, resamples: int, seed: int, confidence: float) -> Iterator[np.ndarray]:
+    """Chunks of bootstrap index vectors (rows of length n), drawn with
+    ``numpy.random.default_rng(seed)``, one ``integers(0, n, size=(k, n))`` call per chunk, so the
+    draws do not depend on the chunking."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be positive, got {resamples}")
+    if n < 1:
+        raise ValueError("a bootstrap needs at least one item")
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, _DRAWS_PER_CHUNK // n)
+    for start in range(0, resamples, per_chunk):
+        yield rng.integers(0, n, size=(min(start + per_chunk, resamples) - start, n))
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The (1-c)/2 and (1+c)/2 quantiles (numpy's default linear interpolation)."""
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     values: Sequence[float],
     *,
@@ -260,28 +284,11 @@ def bootstrap_ci(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (per-item scores).
-
-    Draws `resamples` index vectors of length n with ``numpy.random.default_rng(seed)``
-    (one ``integers(0, n, size=(k, n))`` call per chunk, so the result does not depend on the
-    chunking) and returns the (1-c)/2 and (1+c)/2 quantiles of their means (numpy's default
-    linear interpolation).
-    """
+    """Percentile bootstrap interval of the mean of `values` (per-item scores): the quantiles of
+    the means of `resamples` resampled index vectors (see `_resampled_indices`)."""
     array = _finite(values, "values")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be positive, got {resamples}")
-    n = array.size
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, _DRAWS_PER_CHUNK // n)
-    means = np.empty(resamples, dtype=np.float64)
-    for start in range(0, resamples, per_chunk):
-        stop = min(start + per_chunk, resamples)
-        means[start:stop] = array[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    means = [array[chunk].mean(axis=1) for chunk in _resampled_indices(array.size, resamples, seed, confidence)]
+    return _interval(np.concatenate(means), confidence)
 
 
 def paired_bootstrap_ci(
@@ -302,3 +309,20 @@ def paired_bootstrap_ci(
     if a.shape != b.shape:
         raise ValueError(f"paired scores need the same items: {a.size} vs {b.size}")
     return bootstrap_ci(a - b, confidence=confidence, resamples=resamples, seed=seed)
+
+
+def statistic_ci(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    versus: Callable[[np.ndarray], float] | None = None,
+    confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of any statistic of n items (a function of an index array,
+    e.g. a ratio of sums for perplexity), or with `versus` of ``statistic - versus`` on the same
+    resampled items (paired). Same draws as `bootstrap_ci`, so for a mean both agree."""
+    values = [statistic(idx) - (versus(idx) if versus is not None else 0.0)
+              for chunk in _resampled_indices(n, resamples, seed, confidence) for idx in chunk]
+    return _interval(np.asarray(values, dtype=np.float64), confidence)

@@ -78,7 +78,7 @@ def _perplexity_items(model, tokenizer, items: Sequence[Row], settings: EvalSett
     for i, s in zip(owner, scored):
         logprob[i] += s.logprob
         n_tokens[i] += s.n_tokens
-    return [{"id": item["id"], "logprob": float(logprob[i]), "tokens": int(n_tokens[i]),
+    return [{"id": item["id"], "text": item["text"], "logprob": float(logprob[i]), "tokens": int(n_tokens[i]),
              "bytes": metrics.count_bytes(item["text"]), "words": metrics.count_words(item["text"])}
             for i, item in enumerate(items)]
 
@@ -91,8 +91,7 @@ def _aggregate(task: Task, records: list[dict], metric_names: Sequence[str],
     for name in metric_names:
         stat = aggregate.statistic(task, name, records)
         values[name] = stat(every)
-        intervals[name] = aggregate.bootstrap_interval(stat, len(records), resamples=settings.bootstrap,
-                                                       seed=settings.seed)
+        intervals[name] = aggregate.interval(stat, len(records), resamples=settings.bootstrap, seed=settings.seed)
     return values, intervals
 
 
