@@ -14,5 +14,7 @@ rule summarize:
         training=report(f"{RESULTS}/summary/training.csv", caption="../report/summary_training.rst", category="Summary"),
     log:
         f"{LOGS}/summarize.log",
+    conda:
+        ENVS["analysis"]
     script:
         "../scripts/summarize.py"
