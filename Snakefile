@@ -8,6 +8,10 @@ min_version("9.27")
 
 configfile: "config.yaml"
 
+# The image of all envs/ (`apptainer build polyroute.sif envs/apptainer.def`), used only with
+# `--sdm conda apptainer`; without it jobs run in the active environment or `--sdm conda`'s envs.
+containerized: "polyroute.sif"
+
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"

@@ -69,3 +69,10 @@ def test_profile_names_real_workflow_rules() -> None:
     # a renamed rule would silently lose its GPU request
     rules = _workflow_rules()
     assert {"extract_routing", "train_subnetwork"} <= rules, rules
+
+
+def test_sharded_rules_go_out_as_job_arrays() -> None:
+    # one `sbatch --array` for all extraction shards (and evaluation runs), not one sbatch each
+    arrays = {rule.strip() for rule in _profile()["slurm-array-jobs"].split(",")}
+    assert arrays == {"extract_routing", "evaluate"}, arrays
+    assert "extract_routing" in _workflow_rules()

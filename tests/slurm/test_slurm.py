@@ -5,6 +5,8 @@ slurmdbd (accounting, so the executor's default `sacct` polling is what runs) in
 directory and stops them at the end. The test copies the repository (what a clone holds) to a
 tmp dir and runs, from there, exactly what a user runs on a login node:
 `snakemake --profile slurm [targets]`, layered with tests/slurm/profile (faster polling only).
+Every `sbatch` call goes through a logging wrapper, so the test counts the submissions: the
+extraction shards go out as one job array (the profile's `slurm-array-jobs`).
 It is skipped, with the reason, where Slurm cannot be started (not root, no apt, daemons fail).
 """
 
@@ -48,9 +50,13 @@ STATS = f"results/{RUN}/stats/{DATASET}.zarr"
 SELECTION = f"results/{RUN}/selection/rise/swh_Latn.json"
 TARGETS = [ROUTING, STATS, SELECTION]  # four Slurm stages: extract (GPU) -> gather -> stats, select
 GPU_RULE = "extract_routing"
+SHARDS = 2  # extraction.shards of the demo config: one array of 2 tasks
+LOCAL_RULES = {"download_dataset", "model_info"}
+REPORT = f"results/{RUN}/report.html"
 
-FIRST_RUN_TIMEOUT_S = 300
-RERUN_TIMEOUT_S = 150
+# generous: the demo takes ~1 min through Slurm alone, several on a shared, loaded 2-core machine
+FIRST_RUN_TIMEOUT_S = 900
+RERUN_TIMEOUT_S = 300
 
 
 def _free_ports(n: int) -> list[int]:
@@ -173,10 +179,41 @@ def _job_stats(out: str) -> dict[str, int]:
     return {rule: int(n) for rule, n in (line.split() for line in block.group(1).splitlines())}
 
 
-def _submitted(out: str) -> dict[str, str]:
-    """SLURM job id -> rule, from the executor's 'submitted with SLURM jobid' lines."""
-    pattern = r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+?)/"
-    return {jobid: rule for jobid, rule in re.findall(pattern, out)}
+def _sbatch_wrapper(bindir: Path, log: Path) -> None:
+    """An `sbatch` first on PATH that logs each call (job id, then the arguments) and runs the real one."""
+    bindir.mkdir()
+    wrapper = bindir / "sbatch"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'out=$(/usr/bin/sbatch "$@"); rc=$?\n'
+        'printf "%s\\t%s\\n" "$out" "$*" >> "$POLYROUTE_SBATCH_LOG"\n'
+        'printf "%s\\n" "$out"; exit $rc\n'
+    )
+    wrapper.chmod(0o755)
+    log.touch()
+
+
+def _sbatch_calls(log: Path) -> list[dict]:
+    """One record per sbatch call: Slurm job id, rule, and the array's task range ('' for one job)."""
+    calls = []
+    for line in log.read_text().splitlines():
+        out, _, args = line.partition("\t")
+        rule = re.search(r"/rule_(\w+)/", args)
+        array = re.search(r"--array=(\d+-\d+)", args)
+        calls.append({"jobid": out.split(";")[0], "rule": rule and rule.group(1), "array": array.group(1) if array else ""})
+    return calls
+
+
+def _slurm_jobs(calls: list[dict]) -> dict[str, str]:
+    """Slurm job id (`<id>_<task>` for array tasks) -> rule, for every job of these calls."""
+    jobs = {}
+    for call in calls:
+        if call["array"]:
+            first, last = map(int, call["array"].split("-"))
+            jobs |= {f"{call['jobid']}_{task}": call["rule"] for task in range(first, last + 1)}
+        else:
+            jobs[call["jobid"]] = call["rule"]
+    return jobs
 
 
 def _sacct(env: dict[str, str], jobids: list[str]) -> dict[str, dict[str, str]]:
@@ -209,21 +246,31 @@ def _check_routing_store(path: Path, languages: list[str]) -> None:
 
 
 def test_demo_routing_through_slurm(slurm_cluster: dict[str, str], tmp_path: Path) -> None:
-    env = slurm_cluster
+    sbatch_log = tmp_path / "sbatch.log"
+    _sbatch_wrapper(tmp_path / "bin", sbatch_log)
+    env = {**slurm_cluster, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{slurm_cluster['PATH']}"}
+    env["POLYROUTE_SBATCH_LOG"] = str(sbatch_log)
     work = _copy_checkout(tmp_path / "polyroute")
     languages = _load_languages(work)
 
-    # 1. First run: every Slurm job of the targets, the GPU rule with the profile's request.
+    # 1. First run: every Slurm job of the targets, the GPU rule with the profile's request, the
+    # shards as one job array; the report is written by the same command.
     t0 = time.monotonic()
-    out = _snakemake(work, env, TARGETS, FIRST_RUN_TIMEOUT_S)
+    out = _snakemake(work, env, ["--report", REPORT, "--report-after-run", *TARGETS], FIRST_RUN_TIMEOUT_S)
     first_s = time.monotonic() - t0
-    jobs = _submitted(out)
-    assert GPU_RULE in jobs.values(), f"no {GPU_RULE} job went through sbatch:\n{_tail(out, 40)}"
-    acct = _sacct(env, list(jobs))
+    calls = _sbatch_calls(sbatch_log)
+    slurm_jobs = sum(n for rule, n in _job_stats(out).items() if rule not in LOCAL_RULES)
+    extract_calls = [call for call in calls if call["rule"] == GPU_RULE]
+    assert [call["array"] for call in extract_calls] == [f"1-{SHARDS}"], calls  # one sbatch for all shards
+    assert len(calls) == slurm_jobs - (SHARDS - 1), calls
+    jobs = _slurm_jobs(calls)
+    assert len(jobs) == slurm_jobs
+    acct = _sacct(env, sorted({call["jobid"] for call in calls}))
+    assert set(acct) == set(jobs), (acct, jobs)
     assert {row["state"] for row in acct.values()} == {"COMPLETED"}, acct
     for jobid, rule in jobs.items():
         tres = acct[jobid]["tres"]
-        if rule == GPU_RULE:  # the profile's set-resources reached Slurm unchanged
+        if rule == GPU_RULE:  # the profile's set-resources reached Slurm unchanged, for every task
             assert "gres/gpu=1" in tres and "cpu=8" in tres, f"{rule} job {jobid}: {tres}"
         else:
             assert "gres/gpu" not in tres, f"CPU rule {rule} got a GPU: {tres}"
@@ -233,11 +280,12 @@ def test_demo_routing_through_slurm(slurm_cluster: dict[str, str], tmp_path: Pat
     assert not list((work / f"results/{RUN}/routing/shards").rglob("*.zarr")), "temp shards left behind"
     selection = json.loads((work / SELECTION).read_text())
     assert selection["method"] == "rise" and selection["target"] == "swh_Latn" and selection["experts"]
+    _check_offline_report(work / REPORT)
 
     # 2. Second run: nothing to do, nothing submitted.
     out = _snakemake(work, env, TARGETS, RERUN_TIMEOUT_S)
     assert "Nothing to be done" in out, _tail(out, 30)
-    assert not _submitted(out)
+    assert len(_sbatch_calls(sbatch_log)) == len(calls)
 
     # 3. --forcerun reruns that rule (and what depends on it: nothing among the targets),
     # through Slurm, leaving everything upstream alone.
@@ -247,7 +295,7 @@ def test_demo_routing_through_slurm(slurm_cluster: dict[str, str], tmp_path: Pat
     out = _snakemake(work, env, ["--forcerun", "select_experts", "--", *TARGETS], RERUN_TIMEOUT_S)
     force_s = time.monotonic() - t0
     assert _job_stats(out) == {"select_experts": 1}
-    assert list(_submitted(out).values()) == ["select_experts"]
+    assert [call["rule"] for call in _sbatch_calls(sbatch_log)[len(calls) :]] == ["select_experts"]
     assert _mtime(work / SELECTION) > selection_mtime and _mtime(work / ROUTING) == routing_mtime
     assert _mtime(work / STATS) == stats_mtime
     # ...and forcing a rule with dependants schedules them (dry run: the shards it reads are temp,
@@ -255,8 +303,19 @@ def test_demo_routing_through_slurm(slurm_cluster: dict[str, str], tmp_path: Pat
     out = _snakemake(work, env, ["-n", "--forcerun", "gather_routing", "--", *TARGETS], RERUN_TIMEOUT_S)
     planned = _job_stats(out)
     assert {"gather_routing", "routing_stats", "select_experts"} <= set(planned)
-    assert not {"download_dataset", "model_info"} & set(planned), planned
-    print(f"first run {first_s:.0f}s ({len(jobs)} Slurm jobs), forcerun {force_s:.0f}s")
+    assert not LOCAL_RULES & set(planned), planned
+    print(
+        f"first run {first_s:.0f}s: {slurm_jobs} Slurm jobs in {len(calls)} sbatch calls "
+        f"({SHARDS} {GPU_RULE} shards in one array); forcerun {force_s:.0f}s"
+    )
+
+
+def _check_offline_report(path: Path) -> None:
+    """The report is one self-contained HTML file: no script or stylesheet fetched from the network."""
+    html = path.read_text()
+    assert "<html" in html and GPU_RULE in html, f"{path} is not the run's report"
+    assert not re.search(r"<script[^>]+src=[\"']?(https?:)?//", html), "report loads a remote script"
+    assert not re.search(r"<link[^>]+href=[\"']?(https?:)?//", html), "report loads a remote stylesheet"
 
 
 def _mtime(path: Path) -> int:

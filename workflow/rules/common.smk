@@ -12,6 +12,14 @@ LOGS = f"logs/{RUN}"
 BENCHMARKS = f"benchmarks/{RUN}"
 SCHEMA = "workflow/schemas/config.schema.yaml"
 
+# The software environment of each kind of job (envs/, used with `--sdm conda`): a rule names its kind
+# with `conda: ENVS["<kind>"]`. Paths are relative to workflow/rules/, where every rule file lives.
+ENVS = {
+    "data": "../../envs/data.yaml",  # downloads, model metadata, assembling stores (CPU)
+    "gpu": "../../envs/gpu.yaml",  # extraction, training, evaluation (CUDA torch, DeepSpeed)
+    "analysis": "../../envs/analysis.yaml",  # statistics, figures, selection, summaries (no torch)
+}
+
 LANGUAGES = CFG["languages"]
 ROUTING = CFG["datasets"]["routing"]
 TRAINING = CFG["datasets"].get("training")

@@ -13,5 +13,7 @@ rule download_dataset:
         f"{LOGS}/download_dataset/{{dataset}}/{{language}}.log",
     localrule: True
     cache: True
+    conda:
+        ENVS["data"]
     script:
         "../scripts/download_dataset.py"

@@ -19,5 +19,7 @@ rule summarize:
         seed=EVALUATION["seed"],
     log:
         f"{LOGS}/summarize.log",
+    conda:
+        ENVS["analysis"]
     script:
         "../scripts/summarize.py"

@@ -11,6 +11,8 @@ rule model_info:
     log:
         f"{LOGS}/model_info.log",
     localrule: True
+    conda:
+        ENVS["data"]
     script:
         "../scripts/model_info.py"
 
@@ -35,6 +37,8 @@ rule extract_routing:
     resources:
         mem_mb=16000,
         runtime=240,
+    conda:
+        ENVS["gpu"]
     script:
         "../scripts/extract_routing.py"
 
@@ -51,5 +55,7 @@ rule gather_routing:
         f"{LOGS}/gather_routing/{{dataset}}.log",
     benchmark:
         f"{BENCHMARKS}/gather_routing/{{dataset}}.tsv"
+    conda:
+        ENVS["data"]
     script:
         "../scripts/gather_routing.py"

@@ -11,5 +11,7 @@ rule select_experts:
         settings=method_settings,
     log:
         f"{LOGS}/select_experts/{{method}}/{{target}}.log",
+    conda:
+        ENVS["analysis"]
     script:
         "../scripts/select_experts.py"

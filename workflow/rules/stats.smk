@@ -16,6 +16,8 @@ rule routing_stats:
         f"{LOGS}/routing_stats/{{dataset}}.log",
     benchmark:
         f"{BENCHMARKS}/routing_stats/{{dataset}}.tsv"
+    conda:
+        ENVS["analysis"]
     script:
         "../scripts/routing_stats.py"
 
@@ -31,5 +33,7 @@ rule routing_figures:
         heatmap_layers=CFG["stats"]["heatmap_layers"],
     log:
         f"{LOGS}/routing_figures/{{dataset}}.log",
+    conda:
+        ENVS["analysis"]
     script:
         "../scripts/routing_figures.py"

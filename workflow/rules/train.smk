@@ -24,5 +24,7 @@ rule train_subnetwork:
         gpu=CFG["training"]["gpus"],  # the deepspeed launcher starts one process per GPU
         mem_mb=32000,
         runtime=720,
+    conda:
+        ENVS["gpu"]
     script:
         "../scripts/train_subnetwork.py"
