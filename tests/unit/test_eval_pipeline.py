@@ -179,7 +179,8 @@ def test_adapter_variant_changes_the_model_and_restores_it_bit_for_bit(tmp_path:
 
 def test_evaluate_writes_one_result_per_language_with_the_schema(tmp_path: Path) -> None:
     from polyroute.evaluate.variants import BASE
-    from polyroute.pipeline.evaluate import evaluate, write_scores
+    from polyroute.pipeline.evaluate import evaluate
+    from polyroute.pipeline.summary import write_scores
     from polyroute.pipeline.data import download_dataset
 
     data = {}

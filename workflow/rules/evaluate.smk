@@ -22,6 +22,8 @@ rule evaluate:
         gpu=1,
         mem_mb=32000,
         runtime=240,
+    conda:
+        ENVS["gpu"]
     script:
         "../scripts/evaluate.py"
 
@@ -38,5 +40,7 @@ if EVALUATION["scores"]:
             metric=EVALUATION["scores"]["metric"],
         log:
             f"{LOGS}/eval_scores.log",
+        conda:
+            ENVS["analysis"]
         script:
             "../scripts/eval_scores.py"

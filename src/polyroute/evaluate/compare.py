@@ -16,7 +16,7 @@ import pandas as pd
 from polyroute.evaluate.aggregate import interval, statistic
 from polyroute.evaluate.tasks import get_task
 
-__all__ = ["load_results", "gains", "GAIN_COLUMNS"]
+__all__ = ["load_results", "read_results", "gains", "GAIN_COLUMNS"]
 
 GAIN_COLUMNS = ["method", "target", "task", "metric", "language", "is_target", "value", "base", "gain",
                 "gain_ci_low", "gain_ci_high", "random", "vs_random", "vs_random_ci_low", "vs_random_ci_high",
@@ -88,3 +88,16 @@ def gains(results: Mapping[tuple[str, str, str], Mapping[str, Any]], *, random_m
                            vs_random_ci_high=versus_random[4])
         rows.append(row)
     return pd.DataFrame(rows, columns=GAIN_COLUMNS)
+
+
+def read_results(dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (variant, task, language, metric) of the results in evaluation output directories."""
+    rows = []
+    for result in load_results(dirs).values():
+        for metric, value in result["metrics"].items():
+            low, high = result["ci95"].get(metric) or (None, None)
+            rows.append({"variant": result["variant"]["name"], "task": result["task"], "language": result["language"],
+                         "metric": metric, "value": value, "ci_low": low, "ci_high": high,
+                         "n_items": result["n_items"]})
+    return pd.DataFrame(rows, columns=["variant", "task", "language", "metric", "value", "ci_low", "ci_high",
+                                       "n_items"])

@@ -9,25 +9,25 @@ rerun would trust.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from polyroute.atomic import atomic_write_json, atomic_write_text, provenance
-from polyroute.evaluate.runner import EvalSettings, run_task
+from polyroute.atomic import atomic_write_json, provenance
 from polyroute.evaluate.tasks import get_task
-from polyroute.evaluate.variants import Variant, adapter_variant, parse_variant
+
+if TYPE_CHECKING:
+    from polyroute.evaluate.variants import Variant
 
 log = logging.getLogger(__name__)
 
-__all__ = ["task_settings", "task_items", "evaluate", "evaluate_variant", "read_results", "write_scores"]
+__all__ = ["task_settings", "task_items", "evaluate", "evaluate_variant"]
 
 
 def task_settings(evaluation: Mapping[str, Any], task: str) -> dict[str, Any]:
@@ -65,6 +65,8 @@ def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Map
 
     `model` is the config's model block; `loaded` an already loaded (model, tokenizer) to reuse.
     """
+    from polyroute.evaluate.runner import EvalSettings, run_task  # torch: only where a model runs
+
     spec = get_task(task)
     options = {k: v for k, v in settings.items() if k != "limit"}
     run_settings = EvalSettings(**options)
@@ -105,34 +107,7 @@ def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Map
 def evaluate_variant(*, model: Mapping[str, Any], variant: str, adapter: str | os.PathLike | None, task: str,
                      data: Mapping[str, str | os.PathLike], settings: Mapping[str, Any], out: str | os.PathLike) -> Path:
     """`evaluate` for a variant given by name: ``base``, or an adapter name with its directory."""
+    from polyroute.evaluate.variants import adapter_variant, parse_variant
+
     chosen = adapter_variant(variant, adapter) if adapter is not None else parse_variant(variant)
     return evaluate(model=model, variant=chosen, task=task, data=data, settings=settings, out=out)
-
-
-def write_scores(result_dir: str | os.PathLike, *, metric: str, out: str | os.PathLike) -> pd.DataFrame:
-    """Per-language `metric` of one task's results as a ``language,score`` CSV (the stats.scores input)."""
-    table = read_results([result_dir])
-    rows = table[table["metric"] == metric]
-    if rows.empty:
-        raise ValueError(f"{result_dir}: no metric {metric!r} (has {', '.join(sorted(set(table['metric'])))})")
-    scores = rows[["language", "value"]].rename(columns={"value": "score"})
-    atomic_write_text(out, scores.to_csv(index=False, float_format="%.6g"))
-    return scores
-
-
-def read_results(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """One row per (variant, task, language, metric) from result files or directories of them."""
-    rows = []
-    files: list[Path] = []
-    for path in map(Path, paths):
-        files += sorted(path.glob("*.json")) if path.is_dir() else [path]
-    for file in files:
-        with open(file, encoding="utf-8") as handle:
-            result = json.load(handle)
-        for metric, value in result["metrics"].items():
-            low, high = result["ci95"].get(metric) or (None, None)
-            rows.append({"variant": result["variant"]["name"], "task": result["task"], "language": result["language"],
-                         "metric": metric, "value": value, "ci_low": low, "ci_high": high,
-                         "n_items": result["n_items"]})
-    return pd.DataFrame(rows, columns=["variant", "task", "language", "metric", "value", "ci_low", "ci_high",
-                                       "n_items"])

@@ -14,6 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from polyroute.atomic import atomic_write_text
+from polyroute.evaluate.compare import gains, load_results, read_results
 from polyroute.routing.store import open_store
 from polyroute.stats.zones import rise_zones
 
@@ -94,8 +95,6 @@ def summarize(stats_path: str | os.PathLike, *, selection_files: Sequence[str | 
     frames = {"language": by_language(stats), "layer": by_layer(stats),
               "selection": selections(selection_files), "training": trainings(adapter_dirs)}
     if eval_dirs:
-        from polyroute.evaluate.compare import gains, load_results
-        from polyroute.pipeline.evaluate import read_results
 
         frames["evaluation"] = read_results(eval_dirs)
         frames["gains"] = gains(load_results(eval_dirs), resamples=bootstrap, seed=seed)
@@ -106,3 +105,14 @@ def summarize(stats_path: str | os.PathLike, *, selection_files: Sequence[str | 
     for name, path in outputs.items():
         atomic_write_text(path, frames[name].to_csv(index=False, float_format="%.6g"))
     log.info("wrote %d summary tables", len(outputs))
+
+
+def write_scores(result_dir: str | os.PathLike, *, metric: str, out: str | os.PathLike) -> pd.DataFrame:
+    """Per-language `metric` of one task's results as a ``language,score`` CSV (the stats.scores input)."""
+    table = read_results([result_dir])
+    rows = table[table["metric"] == metric]
+    if rows.empty:
+        raise ValueError(f"{result_dir}: no metric {metric!r} (has {', '.join(sorted(set(table['metric'])))})")
+    scores = rows[["language", "value"]].rename(columns={"value": "score"})
+    atomic_write_text(out, scores.to_csv(index=False, float_format="%.6g"))
+    return scores
