@@ -41,6 +41,7 @@ def demo(tmp_path_factory) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["training"]["epochs"] = 1
+    config["evaluation"]["limit"] = 3
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     done = _snakemake(work)
     assert done.returncode == 0, done.stderr[-6000:]
@@ -62,6 +63,24 @@ def test_every_stage_writes_its_outputs(demo: Path) -> None:
         assert (results / "adapters" / method / "swh_Latn" / "delta.safetensors").exists()
     assert not (results / "routing" / "shards").exists() or not any((results / "routing" / "shards").rglob("*.zarr"))
     assert any((demo / "logs" / "demo" / "extract_routing").rglob("*.log"))
+    evaluation = yaml.safe_load((ROOT / "config.yaml").read_text())["evaluation"]
+    for variant in ("base", "rise-swh_Latn", "random-swh_Latn"):
+        for task in evaluation["tasks"]:
+            files = list((results / "eval" / variant / task).glob("*.json"))
+            assert files, f"{variant}/{task} wrote no result"
+    import pandas as pd
+
+    gains = pd.read_csv(results / "summary" / "gains.csv")
+    assert set(gains["method"]) == {"rise", "random"}
+    assert gains["is_target"].any() and (~gains["is_target"]).any()
+    assert gains.loc[gains["method"] == "rise", "vs_random"].notna().all()
+    scores = pd.read_csv(results / "eval" / "scores.csv")
+    assert set(scores["language"]) == set(yaml.safe_load((ROOT / "config.yaml").read_text())["languages"])
+    import xarray as xr
+
+    stats = xr.open_zarr(results / "stats" / "flores_plus.zarr")
+    assert "score" in stats  # the base model's measured Belebele accuracy reaches the statistics
+    assert (results / "summary" / "figures" / "gains.png").exists()
 
 
 def test_noop_rerun_is_fast_and_submits_nothing(demo: Path) -> None:
@@ -85,7 +104,14 @@ def _edited(demo: Path, edit) -> dict[str, int]:
 
 def test_selection_edit_reruns_only_downstream(demo: Path) -> None:
     jobs = _edited(demo, lambda c: c["selection"]["methods"]["rise"].update(alpha=5.0))
-    assert jobs == {"select_experts": 1, "train_subnetwork": 1, "summarize": 1, "all": 1}
+    # the retrained adapter is evaluated again on every task; nothing upstream reruns
+    n_tasks = len(yaml.safe_load((demo / "config.yaml").read_text())["evaluation"]["tasks"])
+    assert jobs == {"select_experts": 1, "train_subnetwork": 1, "evaluate": n_tasks, "summarize": 1, "all": 1}
+
+
+def test_evaluation_edit_reruns_only_that_tasks_evaluation(demo: Path) -> None:
+    jobs = _edited(demo, lambda c: c["evaluation"]["tasks"]["tydiqa"].update(limit=2))
+    assert jobs == {"evaluate": 3, "summarize": 1, "all": 1}  # base and the two adapters
 
 
 def test_training_edit_never_reruns_extraction(demo: Path) -> None:
