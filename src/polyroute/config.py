@@ -227,19 +227,32 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
                 datasets_registry.get_spec(ref["name"]).dataset_code(code)
             except ValueError as exc:
                 raise ConfigError(f"config error: 'datasets.{role}': {exc}") from None
-    _check_evaluation(data["evaluation"], langs)
+    _check_evaluation(data["evaluation"], langs, data["datasets"]["local"])
 
 
-def evaluation_languages(name: str, settings: Mapping[str, Any] | None, languages: list[str]) -> list[str]:
-    """The languages task `name` is evaluated on: its own list, else every run language it has."""
+def _has_items(task: Any, language: str, local: str | None) -> bool:
+    """Whether the task has items in `language`: in the dataset, and in the local mirror if one is used."""
+    if not task.supports(language):
+        return False
+    if local is None:
+        return True
+    from polyroute.data import get_spec, local_path
+
+    return local_path(local, get_spec(task.dataset), language, task.test_split).is_file()
+
+
+def evaluation_languages(name: str, settings: Mapping[str, Any] | None, languages: list[str],
+                         local: str | None = None) -> list[str]:
+    """The languages task `name` is evaluated on: its own list, else every run language it has items
+    in (in the local mirror `local`, when the run reads one)."""
     from polyroute.evaluate.tasks import get_task
 
     own = (settings or {}).get("languages")
     task = get_task(name)
-    return list(own) if own is not None else [code for code in languages if task.supports(code)]
+    return list(own) if own is not None else [code for code in languages if _has_items(task, code, local)]
 
 
-def _check_evaluation(evaluation: Mapping[str, Any], langs: list[str]) -> None:
+def _check_evaluation(evaluation: Mapping[str, Any], langs: list[str], local: str | None) -> None:
     from polyroute.evaluate.tasks import TASKS
 
     for name, settings in evaluation["tasks"].items():
@@ -253,7 +266,10 @@ def _check_evaluation(evaluation: Mapping[str, Any], langs: list[str]) -> None:
             if not task.supports(code):
                 raise ConfigError(f"config error: '{key}.languages' has {code!r}, which task {name} "
                                   f"({task.dataset}) does not have")
-        if not evaluation_languages(name, settings, langs):
+            if not _has_items(task, code, local):
+                raise ConfigError(f"config error: '{key}.languages' has {code!r}, which the local data "
+                                  f"'{local}' has no {task.dataset} {task.test_split} file for")
+        if not evaluation_languages(name, settings, langs, local):
             raise ConfigError(f"config error: '{key}': task {name} ({task.dataset}) has none of the run's languages")
     scores = evaluation.get("scores")
     if scores is not None:

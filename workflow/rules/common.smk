@@ -92,7 +92,7 @@ def eval_settings_of(task):
 
 
 def eval_languages_of(task):
-    return polyroute_config.evaluation_languages(task, EVALUATION["tasks"][task], LANGUAGES)
+    return polyroute_config.evaluation_languages(task, EVALUATION["tasks"][task], LANGUAGES, CFG["datasets"]["local"])
 
 
 def eval_data(wildcards):
