@@ -299,11 +299,3 @@ def read_model_info(path: Path | str) -> Any:
 
     with open(path, encoding="utf-8") as handle:
         return SimpleNamespace(**json.load(handle))
-
-
-def read_model_info(path: Path | str) -> Any:
-    """The model description written by the `model_info` step, as an object with attributes."""
-    from types import SimpleNamespace
-
-    with open(path, encoding="utf-8") as handle:
-        return SimpleNamespace(**json.load(handle))
