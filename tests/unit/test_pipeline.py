@@ -58,7 +58,7 @@ def test_loop_settings_map_config_names_and_are_accepted() -> None:
 
     data = validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
     settings = loop_settings(data["training"], data["model"])
-    assert settings["checkpoint_interval"] == data["training"]["checkpoint_every"]
+    assert settings["checkpoint_every"] == data["training"]["checkpoint_every"]
     assert "gpus" not in settings and "methods" not in settings and "train_routers" not in settings
     TrainSettings.from_dict(settings)  # every key known, every value valid
 

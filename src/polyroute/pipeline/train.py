@@ -21,15 +21,13 @@ from polyroute.select import read_subnetwork
 
 log = logging.getLogger(__name__)
 
-# config key -> TrainSettings field, for the keys whose names differ
-_RENAMED = {"checkpoint_every": "checkpoint_interval"}
 # config keys that are not training-loop settings (the subnetwork file or the launcher use them)
 _NOT_LOOP = {"methods", "gpus", "train_routers"}
 
 
 def loop_settings(training: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, Any]:
     """The training loop's settings from the config's `training` and `model` sections."""
-    settings = {_RENAMED.get(key, key): value for key, value in training.items() if key not in _NOT_LOOP}
+    settings = {key: value for key, value in training.items() if key not in _NOT_LOOP}
     settings["dtype"] = model.get("dtype", "auto")
     settings["trust_remote_code"] = model.get("trust_remote_code", False)
     return settings

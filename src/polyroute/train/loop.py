@@ -3,7 +3,7 @@
 One code path for 1..N processes: started by the ``deepspeed`` launcher (or torchrun) it reads
 RANK/WORLD_SIZE from the environment; started as a plain process it runs as a world of one.
 Checkpoints (``out_dir/checkpoints``, DeepSpeed's own format, trainable state only) are written every
-``checkpoint_interval`` steps and a rerun resumes from the latest: the data of step ``s`` depends only
+``checkpoint_every`` steps and a rerun resumes from the latest: the data of step ``s`` depends only
 on (seed, s), so a resumed run ends where an uninterrupted one does.
 """
 
@@ -233,7 +233,7 @@ def train_subnetwork(model_path: str | os.PathLike, subnetwork: Mapping[str, Any
         mean = torch.stack(losses).mean().reshape(1).to(engine.device)
         dist.all_reduce(mean)
         rows.append({"step": step + 1, "epoch": step // order.steps_per_epoch, "loss": mean.item() / world, "lr": lr})
-        if s.checkpoint_interval and (step + 1) % s.checkpoint_interval == 0 and step + 1 < total:
+        if s.checkpoint_every and (step + 1) % s.checkpoint_every == 0 and step + 1 < total:
             engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1:08d}", exclude_frozen_parameters=True,
                                    client_state={"step": step + 1, "log": rows, "rng": torch.get_rng_state()})
     elapsed = time.perf_counter() - t0

@@ -20,7 +20,7 @@ class TrainSettings:
     zero_stage: int = 2
     micro_batch_size: int = 8
     gradient_accumulation: int = 1
-    checkpoint_interval: int = 50  # optimizer steps between DeepSpeed checkpoints; 0 = never
+    checkpoint_every: int = 50  # optimizer steps between DeepSpeed checkpoints; 0 = never
     keep_checkpoints: bool = False  # delete checkpoints/ once the artifacts are written
     dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
     max_grad_norm: float = 1.0  # 0 = no clipping
@@ -56,7 +56,7 @@ class TrainSettings:
             ("zero_stage", self.zero_stage in (0, 1, 2, 3)),
             ("micro_batch_size", isinstance(self.micro_batch_size, int) and self.micro_batch_size >= 1),
             ("gradient_accumulation", isinstance(self.gradient_accumulation, int) and self.gradient_accumulation >= 1),
-            ("checkpoint_interval", isinstance(self.checkpoint_interval, int) and self.checkpoint_interval >= 0),
+            ("checkpoint_every", isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0),
             ("dtype", self.dtype in ("auto", "float32", "bfloat16", "float16")),
             ("max_grad_norm", self.max_grad_norm >= 0),
             ("adam_betas", len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas)),
