@@ -15,7 +15,7 @@ import numpy as np
 from polyroute.routing.arrays import ShardRouting
 
 
-def synthetic_routing(
+def synthetic_shard(
     seed: int = 0,
     languages: Sequence[str] = ("eng_Latn", "fra_Latn", "zho_Hans"),
     seqs_per_language: int = 4,
