@@ -15,7 +15,7 @@ include: "workflow/rules/routing.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:
