@@ -23,7 +23,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from polyroute.atomic import MARKER_NAME, atomic_write_bytes, atomic_write_json, atomic_write_text, write_marker
+from polyroute.atomic import MARKER_NAME, atomic_write_json, atomic_write_text, write_marker
+from polyroute.plots.training import plot_loss
 from polyroute.train.artifacts import save_delta
 from polyroute.train.data import BatchOrder, collate, lr_factor, tokenize_texts
 from polyroute.train.delta import attach_deltas, count_delta_elements, delta_parameters
@@ -122,24 +123,6 @@ def _write_log_csv(path: Path, rows: list[dict[str, float]]) -> None:
     for r in rows:
         w.writerow({k: r[k] for k in LOG_FIELDS})
     atomic_write_text(path, buf.getvalue())
-
-
-def _write_loss_png(path: Path, rows: list[dict[str, float]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (causal LM)")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _get_adapter(model: nn.Module) -> Any:
@@ -250,7 +233,7 @@ def train_subnetwork(model_path: str | os.PathLike, subnetwork: Mapping[str, Any
         atomic_write_json(out / "subnetwork.json", dict(subnetwork))
         atomic_write_json(out / "settings.json", s.as_dict())
         _write_log_csv(out / "train_log.csv", rows)
-        _write_loss_png(out / "loss.png", rows, f"{subnetwork.get('method', '?')} -> {subnetwork.get('target', '?')}")
+        plot_loss(rows, out / "loss.png", f"{subnetwork.get('method', '?')} -> {subnetwork.get('target', '?')}")
         if not s.keep_checkpoints:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         write_marker(out, {"steps": total, "final_loss": rows[-1]["loss"] if rows else None,
