@@ -12,7 +12,7 @@ import xarray as xr
 
 from polyroute.atomic import MARKER_NAME
 from polyroute.cli import COMMANDS, main
-from polyroute.routing.arrays import ShardRouting
+from polyroute.routing.records import ShardRouting
 from polyroute.routing.store import to_dataset, write_store
 from polyroute.routing.synthetic import synthetic_shard
 

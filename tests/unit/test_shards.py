@@ -124,7 +124,7 @@ def test_gather_refuses_bad_shards(tmp_path):
 MEMORY = r"""
 import resource, sys, time
 import numpy as np
-from polyroute.routing.arrays import ShardRouting
+from polyroute.routing.records import ShardRouting
 from polyroute.routing.store import to_dataset, write_store
 from polyroute.routing.shards import gather
 

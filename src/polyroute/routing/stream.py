@@ -1,26 +1,46 @@
-"""Extraction straight into a routing store: windows are appended as they finish.
+"""Extraction: one routing pass over a shard's texts, its windows streamed to a sink as they finish.
 
-Host memory holds one window of per-sequence and per-token arrays (plus one store chunk per streamed
-dim), not the shard, so a shard of any size runs in flat memory. The store is written like any other
-(``<path>.tmp-<pid>``, invariant re-checked from disk, marker last, then renamed): a killed extraction
-leaves nothing a rerun would trust.
+The sink is a routing store (`extract_to_store`, what the workflow runs) or memory (`extract_shard`,
+for tests and notebooks): one path, so both hold the same routing. Streaming to a store keeps host
+memory at one window of per-sequence and per-token arrays (plus one store chunk per streamed dim), so
+a shard of any size runs in flat memory. The store is written like any other (``<path>.tmp-<pid>``,
+invariant re-checked from disk, marker last, then renamed): a killed extraction leaves nothing a
+rerun would trust.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from polyroute.models.adapter import MoEAdapter
-from polyroute.routing.capture import RoutingPass, empty_shard, validate_inputs
+from polyroute.routing.capture import RoutingPass, validate_inputs
+from polyroute.routing.records import RoutingWindow, ShardRouting, empty_shard, join_windows
 from polyroute.routing.store import AGGREGATES, StoreWriter, to_dataset, window_blocks
 
 log = logging.getLogger(__name__)
+
+
+def _stream(model, tokenizer, adapter: MoEAdapter, texts: Sequence[str], languages_of_texts: Sequence[str],
+            seq_ids: Sequence[str], parallel_ids: Sequence[str], sink: Callable[[RoutingPass], Any], *,
+            languages: Sequence[str], batch_tokens: int, max_length: int, per_token: bool,
+            window_tokens: int | None, progress: bool) -> Any:
+    """Validate the inputs, build the pass and hand it to `sink`, which consumes its windows."""
+    validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length)
+    routing_pass = RoutingPass(model, tokenizer, adapter, list(texts), list(languages_of_texts),
+                               languages=list(languages), batch_tokens=batch_tokens, max_length=max_length,
+                               per_token=per_token, window_tokens=window_tokens, progress=progress)
+    return sink(routing_pass)
+
+
+def _shapes(routing_pass: RoutingPass) -> tuple[list[str], list[int], int, int]:
+    cap = routing_pass.capture
+    return routing_pass.languages, list(cap.adapter.moe_layers), cap.E, cap.k
 
 
 def extract_to_store(
@@ -45,18 +65,53 @@ def extract_to_store(
 
     The store equals ``write_store(to_dataset(extract_shard(...), attrs), out)`` with the same settings.
     """
-    validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length)
-    routing_pass = RoutingPass(model, tokenizer, adapter, list(texts), list(languages_of_texts),
-                               languages=list(languages), batch_tokens=batch_tokens, max_length=max_length,
-                               per_token=per_token, window_tokens=window_tokens, progress=progress)
-    template = to_dataset(empty_shard(routing_pass), attrs)
-    labels = [np.asarray(values, dtype=object) for values in (seq_ids, languages_of_texts, parallel_ids)]  # once, sliced per window
-    with StoreWriter(out, template) as writer:
-        for window in routing_pass.windows():
-            for dim, block in window_blocks(window, *labels).items():
-                writer.append(dim, block)
-        aggregates = routing_pass.aggregates()
-        values = xr.Dataset({name: (template[name].dims, aggregates[name]) for name in AGGREGATES})
-        writer.finish(template.attrs, values=values)  # re-checks the invariant from disk
-    log.info("wrote %s (%d tokens)", out, int(aggregates["tokens"].sum()))
-    return aggregates
+
+    def write(routing_pass: RoutingPass) -> dict[str, Any]:
+        template = to_dataset(empty_shard(*_shapes(routing_pass), per_token=per_token), attrs)
+        labels = [np.asarray(values, dtype=object) for values in (seq_ids, languages_of_texts, parallel_ids)]  # once, sliced per window
+        with StoreWriter(out, template) as writer:
+            for window in routing_pass.windows():
+                for dim, block in window_blocks(window, *labels).items():
+                    writer.append(dim, block)
+            aggregates = routing_pass.aggregates()
+            values = xr.Dataset({name: (template[name].dims, aggregates[name]) for name in AGGREGATES})
+            writer.finish(template.attrs, values=values)  # re-checks the invariant from disk
+        log.info("wrote %s (%d tokens)", out, int(aggregates["tokens"].sum()))
+        return aggregates
+
+    return _stream(model, tokenizer, adapter, texts, languages_of_texts, seq_ids, parallel_ids, write,
+                   languages=languages, batch_tokens=batch_tokens, max_length=max_length, per_token=per_token,
+                   window_tokens=window_tokens, progress=progress)
+
+
+def extract_shard(
+    model,
+    tokenizer,
+    adapter: MoEAdapter,
+    texts: Sequence[str],
+    languages_of_texts: Sequence[str],
+    seq_ids: Sequence[str],
+    parallel_ids: Sequence[str],
+    *,
+    languages: Sequence[str],
+    batch_tokens: int = 8192,
+    max_length: int = 512,
+    per_token: bool = False,
+    window_tokens: int | None = None,
+    progress: bool = False,
+) -> ShardRouting:
+    """Route every text through `model` and return the shard's routing in memory, sequences in the given order.
+
+    Batches hold at most `batch_tokens` padded tokens, longest sequences first; a batch that runs out of
+    memory is halved and retried. Padding never counts. Checks the count invariant before returning."""
+
+    def join(routing_pass: RoutingPass) -> ShardRouting:
+        windows: list[RoutingWindow] = list(routing_pass.windows())
+        result = join_windows(*_shapes(routing_pass), seq_ids, parallel_ids, languages_of_texts, windows,
+                              routing_pass.aggregates(), per_token=per_token)
+        result.check_invariant()
+        return result
+
+    return _stream(model, tokenizer, adapter, texts, languages_of_texts, seq_ids, parallel_ids, join,
+                   languages=languages, batch_tokens=batch_tokens, max_length=max_length, per_token=per_token,
+                   window_tokens=window_tokens, progress=progress)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from polyroute.routing.arrays import ShardRouting
+from polyroute.routing.records import ShardRouting
 
 
 def synthetic_shard(
