@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from polyroute.models.params import ParamCounts, param_counts_from_config
 from polyroute.select import (
     REGISTRY,
-    ParamCounts,
     allocate,
-    param_counts_from_config,
     read_subnetwork,
     rise_zones,
     select,
@@ -386,7 +385,7 @@ def test_param_counts_match_from_config_models():
 
 
 def test_select_package_does_not_import_torch():
-    code = "import sys, polyroute.select, polyroute.stats.experts; sys.exit('torch' in sys.modules)"
+    code = "import sys, polyroute.select, polyroute.stats.experts, polyroute.models.params; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -395,3 +394,10 @@ def test_param_counts_record_round_trip():
     assert ParamCounts.from_record(rec) == RISE_INFO
     with pytest.raises(ValueError, match="lacks"):
         ParamCounts.from_record({"moe_layers": [0]})
+
+
+def test_parameter_counts_cover_the_adapters_model_types():
+    from polyroute.models import SUPPORTED_MODEL_TYPES
+    from polyroute.models.params import MODEL_TYPES
+
+    assert sorted(MODEL_TYPES) == sorted(SUPPORTED_MODEL_TYPES)

@@ -37,7 +37,7 @@ def model_info(model: Mapping[str, Any], out: str | os.PathLike, run_config: Map
                fetch_weights: bool = True) -> dict[str, Any]:
     """Describe the model from its config, check `run_config` against it and write `out` (JSON)."""
     from polyroute.models import describe, load_config
-    from polyroute.select import param_counts_from_config
+    from polyroute.models.params import param_counts_from_config
 
     check_remote_code(model)
     hf_config = load_config(model["id"], revision=model.get("revision"), trust_remote_code=model["trust_remote_code"])

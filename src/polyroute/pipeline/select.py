@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from polyroute.routing.store import open_store
-from polyroute.select import ParamCounts, select, write_subnetwork
+from polyroute.models.params import ParamCounts
+from polyroute.select import select, write_subnetwork
 
 log = logging.getLogger(__name__)
 

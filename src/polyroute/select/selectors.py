@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from polyroute.select.params import ParamCounts
+from polyroute.models.params import ParamCounts
 from polyroute.select.zones import allocate, default_budget, normalise_split
 from polyroute.stats.zones import rise_zones
 from polyroute.stats.distributions import frequency

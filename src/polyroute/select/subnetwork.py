@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from polyroute.select.params import ParamCounts
+from polyroute.models.params import ParamCounts
 
 KEYS = (
     "method",

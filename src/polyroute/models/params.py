@@ -1,5 +1,8 @@
 """Parameter counts of fused-expert MoE models, from a transformers config dict (no torch).
 
+Per-family parameter arithmetic (DeepSeek latent attention, qwen2 biases, phimoe lm_head bias) is model
+knowledge, so it lives here next to the adapters; it imports no torch, so selection can use it.
+
 A selection's trainable parameter count is `experts * expert_params (+ routers * router_params)`;
 `param_counts_from_config` derives the per-expert and per-router sizes, the MoE layer indices and the
 model's total from `AutoConfig.from_pretrained(path).to_dict()` (a dict with defaults filled in), for
@@ -13,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FAMILIES = ("qwen2_moe", "qwen3_moe", "olmoe", "mixtral", "phimoe", "gpt_oss", "deepseek_v2", "deepseek_v3")
+# the model types counted here: the same as the adapters cover (a test checks it)
+MODEL_TYPES = ("qwen2_moe", "qwen3_moe", "olmoe", "mixtral", "phimoe", "gpt_oss", "deepseek_v2", "deepseek_v3")
 
 
 @dataclass(frozen=True)
@@ -125,10 +129,10 @@ def _moe_layers(cfg: Mapping[str, Any], family: str, n_layers: int) -> list[int]
 
 
 def param_counts_from_config(config: Mapping[str, Any], model: str = "") -> ParamCounts:
-    """ParamCounts of a fused-expert MoE from its config dict (families in FAMILIES)."""
+    """ParamCounts of a fused-expert MoE from its config dict (model types in MODEL_TYPES)."""
     family = str(config.get("model_type", ""))
-    if family not in FAMILIES:
-        raise ValueError(f"model_type={family!r} is not a supported MoE family {list(FAMILIES)}")
+    if family not in MODEL_TYPES:
+        raise ValueError(f"model_type={family!r} is not a supported MoE family {list(MODEL_TYPES)}")
     h, n_layers = int(_get(config, "hidden_size")), int(_get(config, "num_hidden_layers"))
     vocab = int(_get(config, "vocab_size"))
     n_exp = int(_get(config, "num_experts", "num_local_experts", "n_routed_experts"))
