@@ -118,7 +118,7 @@ def test_rise_worked_example_with_spill():
     assert d["params_trainable"] == 4 * 1000
     assert d["settings"]["languages"] == ["t", "x", "y"]
     # the scores used agree with stats.experts
-    spec = ex.rise_scores(RISE_DS["count"] / RISE_DS["tokens"], "t")["spec"]
+    spec = ex.rise_scores(RISE_DS["count"] / RISE_DS["tokens"], "t", alpha=10.0)["spec"]
     assert spec.sel(layer=2, expert=0) == pytest.approx(51.0)
     assert spec.sel(layer=6, expert=3) == pytest.approx(63.0)
     # train_routers adds the routers of the layers holding selected experts: 0, 2, 4, 6
@@ -225,6 +225,28 @@ def test_every_selector_writes_a_valid_file(tmp_path):
     text = (tmp_path / "full" / "tgt.json").read_text()
     assert "[1, 0],\n" in text  # one pair per line
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_selector_defaults_come_from_the_config_schema():
+    from polyroute.config import load_schema
+
+    schema = load_schema()
+    sections = schema["properties"]["selection"]["properties"]["methods"]["properties"]
+    stats = schema["properties"]["stats"]["properties"]
+    assert set(sections) == set(REGISTRY)  # every selector is configurable, every section has a selector
+    for method, spec in REGISTRY.items():
+        own = sections[method]["properties"]
+        assert set(own) <= set(spec.settings), f"{method}: the schema has settings the selector ignores"
+        for key, value in spec.defaults.items():
+            if key in spec.borrows:
+                assert value == sections[spec.borrows[key]]["properties"][key]["default"]
+            elif key in own:
+                assert value == own[key]["default"], (method, key)
+            elif key in stats:
+                assert value == stats[key]["default"] and key in spec.stats_keys, (method, key)
+    assert REGISTRY["rise"].defaults["alpha"] == sections["rise"]["properties"]["alpha"]["default"]
+    assert REGISTRY["last-layer"].stats_keys == ("language_gap", "shared_top", "high_resource")
+    assert REGISTRY["chen-shared"].stats_keys == ("affinity_top_m", "exclusive_threshold")
 
 
 @pytest.mark.parametrize(

@@ -69,11 +69,7 @@ def method_settings(wildcards):
     """A selector's settings with the run-level ones it reads, so only their change reruns it."""
     from polyroute.pipeline.select import selector_settings
 
-    methods = CFG["selection"]["methods"]
-    return selector_settings(
-        wildcards.method, methods[wildcards.method], CFG["stats"], reference=CFG["reference_language"],
-        rise_settings=methods.get("rise"), train_routers=CFG["training"]["train_routers"],
-    )
+    return selector_settings(wildcards.method, CFG)
 
 
 def training_data(wildcards):
