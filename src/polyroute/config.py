@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -281,7 +280,7 @@ def load_file(path: Path | str) -> Config:
 def check_against_model(data: Mapping[str, Any], info: Any) -> None:
     """Checks that need the model's own config (no weights): budgets, layer windows, top-k.
 
-    `info` is a `polyroute.models.ModelInfo` (moe_layers, num_experts, top_k, num_hidden_layers).
+    `info` is a `polyroute.models.info.ModelInfo` (or anything with its moe_layers and num_experts).
     """
     moe_layers = list(info.moe_layers)
     if not moe_layers:
@@ -318,11 +317,3 @@ def check_against_model(data: Mapping[str, Any], info: Any) -> None:
         raise ConfigError(
             f"config error: 'stats.affinity_top_m' = {m} exceeds the model's {info.num_experts} experts per layer"
         )
-
-
-def read_model_info(path: Path | str) -> Any:
-    """The model description written by the `model_info` step, as an object with attributes."""
-    from types import SimpleNamespace
-
-    with open(path, encoding="utf-8") as handle:
-        return SimpleNamespace(**json.load(handle))

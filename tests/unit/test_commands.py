@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from polyroute.cli import main
-from polyroute.models.params import ParamCounts
+from polyroute.models.info import ModelInfo
 from polyroute.pipeline.commands import STEPS, step_function
 from polyroute.routing.store import to_dataset, write_store
 from polyroute.routing.synthetic import synthetic_shard
@@ -59,9 +59,9 @@ def test_select_experts_by_hand_equals_the_function(tmp_path, capsys):
 
     shard = synthetic_shard(seed=3, layers=(0, 1, 2), num_experts=8, top_k=2, seqs_per_language=6)
     write_store(to_dataset(shard, {"model": "m"}), tmp_path / "routing.zarr")
-    info = ParamCounts(moe_layers=(0, 1, 2), num_experts=8, expert_params=100, router_params=8,
+    info = ModelInfo(moe_layers=(0, 1, 2), num_experts=8, expert_params=100, router_params=8,
                        total_params=10**5, model="m")
-    (tmp_path / "info.json").write_text(json.dumps({"params": info.to_record()}))
+    (tmp_path / "info.json").write_text(json.dumps(info.to_record()))
     settings = {"budget": 4, "split": [0.5, 0.25], "alpha": 2.0, "train_routers": True}
     (tmp_path / "settings.yaml").write_text("budget: 4\nsplit: [0.5, 0.25]\nalpha: 2.0\ntrain_routers: true\n")
     args = ["--method", "rise", "--target", "fra_Latn", "--routing", str(tmp_path / "routing.zarr"),

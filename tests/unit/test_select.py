@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from polyroute.models.params import ParamCounts, param_counts_from_config
+from polyroute.models.info import ModelInfo
+from polyroute.models.params import param_counts_from_config
 from polyroute.select import (
     REGISTRY,
     allocate,
@@ -32,8 +33,8 @@ def store(count, languages, layers, tokens=None, gate_sum=None) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs={"top_k": 2})
 
 
-def info_for(ds: xr.Dataset, **kw) -> ParamCounts:
-    return ParamCounts(
+def info_for(ds: xr.Dataset, **kw) -> ModelInfo:
+    return ModelInfo(
         moe_layers=tuple(int(x) for x in ds["layer"].values),
         num_experts=ds.sizes["expert"],
         expert_params=kw.get("expert_params", 1000),
@@ -325,7 +326,7 @@ def test_validate_subnetwork(change, match, tmp_path):
 
 def test_read_subnetwork_checks_the_model(tmp_path):
     path = write_subnetwork(good_file(), tmp_path / "s.json")
-    other = ParamCounts(moe_layers=(0, 2, 4), num_experts=4, expert_params=1000, router_params=40, total_params=10**7)
+    other = ModelInfo(moe_layers=(0, 2, 4), num_experts=4, expert_params=1000, router_params=40, total_params=10**7)
     with pytest.raises(ValueError, match=r"s.json: subnetwork experts \[\[6, 3\]\]"):
         read_subnetwork(path, other)
     (tmp_path / "bad.json").write_text("{not json")
@@ -370,7 +371,7 @@ def test_param_counts_errors():
     with pytest.raises(ValueError, match="num_experts / num_local_experts / n_routed_experts"):
         param_counts_from_config({"model_type": "mixtral", "hidden_size": 8, "num_hidden_layers": 2, "vocab_size": 9})
     with pytest.raises(ValueError, match="no MoE layers"):
-        ParamCounts(moe_layers=(), num_experts=4, expert_params=1, router_params=1, total_params=10)
+        ModelInfo(moe_layers=(), num_experts=4, expert_params=1, router_params=1, total_params=10)
 
 
 TINY = dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, vocab_size=50, intermediate_size=24)
@@ -412,10 +413,13 @@ def test_select_package_does_not_import_torch():
 
 
 def test_param_counts_record_round_trip():
-    rec = json.loads(json.dumps({**RISE_INFO.to_record(), "top_k": 2, "model_id": "ignored"}))
-    assert ParamCounts.from_record(rec) == RISE_INFO
+    rec = json.loads(json.dumps({**RISE_INFO.to_record(), "unknown_key": "ignored"}))
+    assert ModelInfo.from_record(rec) == RISE_INFO
+    full = ModelInfo.from_record({**rec, "top_k": 2, "family": "qwen3_moe", "revision": "abc"})
+    assert (full.top_k, full.family, full.revision) == (2, "qwen3_moe", "abc")
+    assert ModelInfo.from_record(json.loads(json.dumps(full.to_record()))) == full
     with pytest.raises(ValueError, match="lacks"):
-        ParamCounts.from_record({"moe_layers": [0]})
+        ModelInfo.from_record({"moe_layers": [0]})
 
 
 def test_parameter_counts_cover_the_adapters_model_types():

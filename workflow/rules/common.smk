@@ -26,8 +26,10 @@ def _check_known_model():
     path = f"{RESULTS}/model/info.json"
     if not os.path.exists(path):
         return
-    info = polyroute_config.read_model_info(path)
-    if (info.model_id, info.revision) == (CFG["model"]["id"], CFG["model"]["revision"]):
+    from polyroute.models.info import read_model_info
+
+    info = read_model_info(path)
+    if (info.model, info.revision) == (CFG["model"]["id"], CFG["model"]["revision"]):
         polyroute_config.check_against_model(CFG, info)
 
 

@@ -1,13 +1,15 @@
 """Load Hugging Face MoE models and describe each architecture family through one adapter contract.
 
-`polyroute.models.params` (parameter counts from a config dict) needs no torch; the adapters do, so
-the names below are imported on first use and `import polyroute.models.params` stays torch-free.
+`polyroute.models.info` (the model-info record) and `polyroute.models.params` (parameter counts from a
+config dict) need no torch; the adapters do, so the names below are imported on first use and those
+two modules stay torch-free.
 """
 
 import importlib
 
 _WHERE = {
-    "ModelInfo": "polyroute.models.adapter",
+    "ModelInfo": "polyroute.models.info",
+    "read_model_info": "polyroute.models.info",
     "MoEAdapter": "polyroute.models.adapter",
     "FAMILIES": "polyroute.models.families",
     "load_config": "polyroute.models.loading",

@@ -38,20 +38,16 @@ def model_info(model: Mapping[str, Any], out: str | os.PathLike,
                run_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Describe the model from its config, check `run_config` against it and write `out` (JSON)."""
     from polyroute.models import describe, load_config
-    from polyroute.models.params import param_counts_from_config
 
     check_remote_code(model)
     hf_config = load_config(model["id"], revision=model.get("revision"), trust_remote_code=model["trust_remote_code"])
     try:
-        info = describe(hf_config)
+        info = describe(hf_config, model=model["id"], revision=model["revision"])
     except ValueError as exc:
         raise ConfigError(f"config error: 'model.id': {model['id']}: {exc}") from None
-    params = param_counts_from_config(hf_config.to_dict(), model=model["id"]).to_record()
-    record = {"model_id": model["id"], "revision": model.get("revision"), **vars(info), "params": params}
     if run_config is not None:
-        from types import SimpleNamespace
-
-        check_against_model(run_config, SimpleNamespace(**record))
+        check_against_model(run_config, info)
+    record = info.to_record()
     log.info("model %s: %s, MoE layers %s, E=%d, k=%d", model["id"], info.model_type, info.moe_layers,
              info.num_experts, info.top_k)
     atomic_write_json(out, record)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from polyroute.routing.store import open_store
-from polyroute.models.params import ParamCounts
+from polyroute.models.info import read_model_info
 from polyroute.select import REGISTRY, select, write_subnetwork
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,7 @@ def selector_settings(method: str, run_config: Mapping[str, Any]) -> dict[str, A
 def select_experts(*, method: str, target: str, settings: Mapping[str, Any], routing: str | os.PathLike,
                    model_info: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
     """Run the selector on the routing store and write the subnetwork file atomically."""
-    with open(model_info, encoding="utf-8") as handle:
-        counts = ParamCounts.from_record(json.load(handle)["params"])
+    counts = read_model_info(model_info)
     store = open_store(routing)
     subnetwork = select(method, store, target=target, settings=settings, model_info=counts)
     write_subnetwork(subnetwork, out)

@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from polyroute.config import schema_defaults
-from polyroute.models.params import ParamCounts
+from polyroute.models.info import ModelInfo
 from polyroute.select.zones import allocate, default_budget, normalise_split
 from polyroute.stats.zones import rise_zones
 from polyroute.stats.distributions import frequency
@@ -55,7 +55,7 @@ class Context:
     routing: xr.Dataset | None  # the routing store (count, tokens, gate_sum)
     target: str
     settings: Mapping[str, Any]
-    info: ParamCounts
+    info: ModelInfo
     languages: tuple[str, ...] = ()
 
     def counts(self) -> tuple[xr.DataArray, xr.DataArray]:
@@ -328,7 +328,7 @@ def _resolve(method: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
     return {**defaults, **(settings or {})}
 
 
-def _check_store(method: str, routing: xr.Dataset, info: ParamCounts) -> None:
+def _check_store(method: str, routing: xr.Dataset, info: ModelInfo) -> None:
     missing = [v for v in ("count", "tokens") if v not in routing]
     if missing:
         raise ValueError(f"{method}: routing store lacks {missing}")
@@ -369,7 +369,7 @@ def select(
     *,
     target: str,
     settings: Mapping[str, Any] | None = None,
-    model_info: ParamCounts,
+    model_info: ModelInfo,
 ) -> dict[str, Any]:
     """Run selector `method` for `target` and return the subnetwork dict (DESIGN.md contract).
 
