@@ -233,12 +233,10 @@ def _pad(token_ids: list[list[int]], rows: list[int], pad_id: int, side: str) ->
     return ids, mask
 
 
-def validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length) -> None:
+def validate_inputs(texts, languages_of_texts, languages, batch_tokens, max_length) -> None:
     """One-line errors for inputs that do not fit together, before any model work."""
-    n = len(texts)
-    for name, values in (("languages_of_texts", languages_of_texts), ("seq_ids", seq_ids), ("parallel_ids", parallel_ids)):
-        if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} entries for {n} texts")
+    if len(languages_of_texts) != len(texts):
+        raise ValueError(f"languages_of_texts has {len(languages_of_texts)} entries for {len(texts)} texts")
     unknown = sorted(set(languages_of_texts) - set(languages))
     if unknown:
         raise ValueError(f"languages_of_texts has languages not in `languages`: {unknown}")
@@ -292,6 +290,7 @@ class RoutingPass:
                  languages_of_texts: list[str], *, languages: list[str], batch_tokens: int = 8192,
                  max_length: int = 512, per_token: bool = False, window_tokens: int | None = None,
                  progress: bool = False) -> None:
+        validate_inputs(texts, languages_of_texts, languages, batch_tokens, max_length)
         self.token_ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
         self.lengths = np.array([len(t) for t in self.token_ids], dtype=np.int64)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from polyroute.models.adapter import MoEAdapter
-from polyroute.routing.capture import RoutingPass, validate_inputs
+from polyroute.routing.capture import RoutingPass
 from polyroute.routing.records import RoutingWindow, ShardRouting, empty_shard, join_windows
 from polyroute.routing.store import AGGREGATES, StoreWriter, to_dataset, window_blocks
 
@@ -27,15 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def _stream(model, tokenizer, adapter: MoEAdapter, texts: Sequence[str], languages_of_texts: Sequence[str],
-            seq_ids: Sequence[str], parallel_ids: Sequence[str], sink: Callable[[RoutingPass], Any], *,
-            languages: Sequence[str], batch_tokens: int, max_length: int, per_token: bool,
-            window_tokens: int | None, progress: bool) -> Any:
-    """Validate the inputs, build the pass and hand it to `sink`, which consumes its windows."""
-    validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length)
-    routing_pass = RoutingPass(model, tokenizer, adapter, list(texts), list(languages_of_texts),
-                               languages=list(languages), batch_tokens=batch_tokens, max_length=max_length,
-                               per_token=per_token, window_tokens=window_tokens, progress=progress)
-    return sink(routing_pass)
+            seq_ids: Sequence[str], parallel_ids: Sequence[str], sink: Callable[[RoutingPass], Any],
+            options: Mapping[str, Any]) -> Any:
+    """Check the labels, build the pass (which checks the rest) and hand it to `sink`, which consumes its windows."""
+    for name, values in (("seq_ids", seq_ids), ("parallel_ids", parallel_ids)):
+        if len(values) != len(texts):
+            raise ValueError(f"{name} has {len(values)} entries for {len(texts)} texts")
+    return sink(RoutingPass(model, tokenizer, adapter, list(texts), list(languages_of_texts), **options))
 
 
 def _shapes(routing_pass: RoutingPass) -> tuple[list[str], list[int], int, int]:
@@ -43,31 +41,17 @@ def _shapes(routing_pass: RoutingPass) -> tuple[list[str], list[int], int, int]:
     return routing_pass.languages, list(cap.adapter.moe_layers), cap.E, cap.k
 
 
-def extract_to_store(
-    model,
-    tokenizer,
-    adapter: MoEAdapter,
-    texts: Sequence[str],
-    languages_of_texts: Sequence[str],
-    seq_ids: Sequence[str],
-    parallel_ids: Sequence[str],
-    out: str | os.PathLike,
-    attrs: Mapping[str, Any],
-    *,
-    languages: Sequence[str],
-    batch_tokens: int = 8192,
-    max_length: int = 512,
-    per_token: bool = False,
-    window_tokens: int | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
+def extract_to_store(model, tokenizer, adapter: MoEAdapter, texts: Sequence[str], languages_of_texts: Sequence[str],
+                     seq_ids: Sequence[str], parallel_ids: Sequence[str], out: str | os.PathLike,
+                     attrs: Mapping[str, Any], **options: Any) -> dict[str, Any]:
     """Route `texts` through `model` and write the routing store at `out`; returns the aggregates.
 
-    The store equals ``write_store(to_dataset(extract_shard(...), attrs), out)`` with the same settings.
+    `options` are `RoutingPass`'s (languages, batch_tokens, max_length, per_token, window_tokens,
+    progress). The store equals ``write_store(to_dataset(extract_shard(...), attrs), out)`` with the same options.
     """
 
     def write(routing_pass: RoutingPass) -> dict[str, Any]:
-        template = to_dataset(empty_shard(*_shapes(routing_pass), per_token=per_token), attrs)
+        template = to_dataset(empty_shard(*_shapes(routing_pass), per_token=routing_pass.per_token), attrs)
         labels = [np.asarray(values, dtype=object) for values in (seq_ids, languages_of_texts, parallel_ids)]  # once, sliced per window
         with StoreWriter(out, template) as writer:
             for window in routing_pass.windows():
@@ -79,39 +63,22 @@ def extract_to_store(
         log.info("wrote %s (%d tokens)", out, int(aggregates["tokens"].sum()))
         return aggregates
 
-    return _stream(model, tokenizer, adapter, texts, languages_of_texts, seq_ids, parallel_ids, write,
-                   languages=languages, batch_tokens=batch_tokens, max_length=max_length, per_token=per_token,
-                   window_tokens=window_tokens, progress=progress)
+    return _stream(model, tokenizer, adapter, texts, languages_of_texts, seq_ids, parallel_ids, write, options)
 
 
-def extract_shard(
-    model,
-    tokenizer,
-    adapter: MoEAdapter,
-    texts: Sequence[str],
-    languages_of_texts: Sequence[str],
-    seq_ids: Sequence[str],
-    parallel_ids: Sequence[str],
-    *,
-    languages: Sequence[str],
-    batch_tokens: int = 8192,
-    max_length: int = 512,
-    per_token: bool = False,
-    window_tokens: int | None = None,
-    progress: bool = False,
-) -> ShardRouting:
+def extract_shard(model, tokenizer, adapter: MoEAdapter, texts: Sequence[str], languages_of_texts: Sequence[str],
+                  seq_ids: Sequence[str], parallel_ids: Sequence[str], **options: Any) -> ShardRouting:
     """Route every text through `model` and return the shard's routing in memory, sequences in the given order.
 
-    Batches hold at most `batch_tokens` padded tokens, longest sequences first; a batch that runs out of
-    memory is halved and retried. Padding never counts. Checks the count invariant before returning."""
+    `options` as for `extract_to_store`. Batches hold at most `batch_tokens` padded tokens, longest
+    sequences first; a batch that runs out of memory is halved and retried. Padding never counts.
+    Checks the count invariant before returning."""
 
     def join(routing_pass: RoutingPass) -> ShardRouting:
         windows: list[RoutingWindow] = list(routing_pass.windows())
         result = join_windows(*_shapes(routing_pass), seq_ids, parallel_ids, languages_of_texts, windows,
-                              routing_pass.aggregates(), per_token=per_token)
+                              routing_pass.aggregates(), per_token=routing_pass.per_token)
         result.check_invariant()
         return result
 
-    return _stream(model, tokenizer, adapter, texts, languages_of_texts, seq_ids, parallel_ids, join,
-                   languages=languages, batch_tokens=batch_tokens, max_length=max_length, per_token=per_token,
-                   window_tokens=window_tokens, progress=progress)
+    return _stream(model, tokenizer, adapter, texts, languages_of_texts, seq_ids, parallel_ids, join, options)
