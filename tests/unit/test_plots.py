@@ -110,3 +110,13 @@ def test_end_labels_stay_inside_the_data_range_and_apart():
     # too many labels for the default gap: they still fit, evenly
     many = spread_labels(np.full(50, 1.0), 0.0, 1.0)
     assert many.min() >= -1e-12 and many.max() <= 1.0 and (np.diff(many) > 0).all()
+
+
+def test_loss_figure_is_a_png_of_the_log(tmp_path):
+    from polyroute.plots import plot_loss
+
+    rows = [{"step": s, "loss": 8.0 - 0.1 * s} for s in range(1, 6)]
+    plot_loss(rows, tmp_path / "loss.png", "rise -> swh_Latn")
+    image = imread(tmp_path / "loss.png")
+    assert image.shape[:2] == (385, 660)  # 6 x 3.5 inches at 110 dpi
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]  # written atomically, nothing left over
