@@ -20,7 +20,7 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:

@@ -24,9 +24,9 @@ import torch
 from polyroute.models import get_adapter
 from polyroute.models.tiny import tiny_config, tiny_model, tiny_tokenizer
 from polyroute.routing import capture as capture_module
-from polyroute.routing.capture import _pad, _plan_batches, extract_shard
+from polyroute.routing.capture import _pad, _plan_batches
 from polyroute.routing.store import to_dataset, write_store
-from polyroute.routing.stream import extract_to_store
+from polyroute.routing.stream import extract_shard, extract_to_store
 
 LANGS = ["eng_Latn", "fra_Latn", "deu_Latn", "swh_Latn"]
 

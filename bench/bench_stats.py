@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from polyroute.stats import compute_stats
-from polyroute.stats.synthetic import synthetic_routing
+from polyroute.stats.synthetic import synthetic_store
 
 
 def rss_mib() -> float:
@@ -63,7 +63,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_stats_"))
     try:
         t0 = time.perf_counter()
-        ds = synthetic_routing(args.languages, args.layers, args.experts, args.top_k, args.seqs_per_language,
+        ds = synthetic_store(args.languages, args.layers, args.experts, args.top_k, args.seqs_per_language,
                                (max(1, args.tokens // 2), args.tokens * 3 // 2), per_token=not args.no_per_token, seed=0)
         enc = {v: {"chunks": (1024,) + ds[v].shape[1:]} for v in ("seq_count", "seq_prob_sum")}
         enc.update({v: {"chunks": (2**16,) + ds[v].shape[1:]} for v in ("expert_ids", "expert_weights", "token_id", "token_sequence") if v in ds})

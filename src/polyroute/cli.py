@@ -1,5 +1,8 @@
 """The ``polyroute`` command line. Subcommands live in ``COMMANDS``: adding one is one entry there.
 
+Every pipeline step is a command too (``polyroute <step> --help``, see `polyroute.pipeline.commands`):
+its options are its function's parameters, the ones its rule passes.
+
 ``polyroute inspect <store>``: dims, variables, attrs and, for a routing store, a per-language,
 per-layer summary (tokens, normalised entropy H/ln E of the hard routing distribution, top experts with
 their share of the language's expert choices). Long listings are truncated (see ``--help``).
@@ -164,9 +167,12 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = 
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with one subparser per entry of ``COMMANDS``."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with one subparser per entry of ``COMMANDS`` and per pipeline step.
+
+    A step's options come from its function, whose module is imported only when `command` names it."""
     from polyroute import __version__
+    from polyroute.pipeline.commands import STEPS, step_command
 
     parser = argparse.ArgumentParser(prog="polyroute", description="Language routing in Mixture-of-Experts LLMs.")
     parser.add_argument("--version", action="version", version=f"polyroute {__version__}")
@@ -174,12 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, add_args) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.set_defaults(handler=add_args(sp))
+    for step in STEPS:
+        sp = sub.add_parser(step, help=f"pipeline step {step} (--help lists its options)")
+        if step == command:
+            sp.set_defaults(handler=step_command(step)(sp))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``polyroute`` console script; returns the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -1,15 +1,17 @@
 """The run configuration: schema validation, defaults, semantic checks and a typed view.
 
 The JSON Schema in workflow/schemas/config.schema.yaml is the single source of truth for keys,
-types and defaults; the dataclasses below mirror it (a test checks that both agree). Every error
-is one line that names the offending key, raised before any expensive work.
+types and defaults. `validate` fills the defaults in; the dataclasses below mirror the keys and take
+no defaults of their own (a test checks both); library code that accepts partial settings takes its
+defaults from the schema through `schema_defaults`. Every error is one line that names the offending
+key, raised before any expensive work.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-from dataclasses import dataclass, field, fields, is_dataclass
+import functools
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,83 +28,83 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ModelConfig:
     id: str
-    revision: str | None = None
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    attn_implementation: str | None = None
-    experts_implementation: str | None = None
+    revision: str | None
+    dtype: str
+    trust_remote_code: bool
+    attn_implementation: str | None
+    experts_implementation: str | None
 
 
 @dataclass(frozen=True)
 class DatasetRef:
     name: str
-    split: str | None = None
+    split: str | None
 
 
 @dataclass(frozen=True)
 class DatasetsConfig:
     routing: DatasetRef
-    training: DatasetRef | None = None
-    local: str | None = None
-    max_items: int | None = None
+    local: str | None
+    max_items: int | None
+    training: DatasetRef | None = None  # optional and without a schema default: absent means none
 
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    shards: int = 1
-    batch_tokens: int = 16384
-    max_length: int = 512
-    per_token: bool = False
+    shards: int
+    batch_tokens: int
+    max_length: int
+    per_token: bool
 
 
 @dataclass(frozen=True)
 class StatsConfig:
-    log_base: str | int = "e"
-    distribution: str = "hard"
-    affinity_top_m: int = 15
-    exclusive_threshold: float = 0.4
-    language_gap: float = 0.01
-    shared_top: int = 5
-    high_resource: list[str] = field(default_factory=list)
-    scores: str | None = None
-    heatmap_layers: list[int] | None = None
+    log_base: str | int
+    distribution: str
+    affinity_top_m: int
+    exclusive_threshold: float
+    language_gap: float
+    shared_top: int
+    high_resource: list[str]
+    scores: str | None
+    heatmap_layers: list[int] | None
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    targets: list[str] = field(default_factory=list)
-    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: list[str]
+    methods: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    methods: list[str] = field(default_factory=list)
-    zero_stage: int = 2
-    lr: float = 2.0e-5
-    epochs: int = 3
-    max_length: int = 512
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    micro_batch_size: int = 8
-    gradient_accumulation: int = 1
-    checkpoint_every: int = 50
-    train_routers: bool = False
-    enforce_routing: bool = False
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    gpus: int = 1
+    methods: list[str]
+    zero_stage: int
+    lr: float
+    epochs: int
+    max_length: int
+    weight_decay: float
+    warmup_ratio: float
+    micro_batch_size: int
+    gradient_accumulation: int
+    checkpoint_every: int
+    train_routers: bool
+    enforce_routing: bool
+    gradient_checkpointing: bool
+    seed: int
+    gpus: int
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    tasks: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    adapters: bool = True
-    batch_size: int = 16
-    max_new_tokens: int = 256
-    limit: int | None = None
-    bootstrap: int = 1000
-    seed: int = 0
-    scores: dict[str, str] | None = None
+    tasks: dict[str, dict[str, Any] | None]
+    adapters: bool
+    batch_size: int
+    max_new_tokens: int
+    limit: int | None
+    bootstrap: int
+    seed: int
+    scores: dict[str, str] | None
 
 
 @dataclass(frozen=True)
@@ -112,16 +114,40 @@ class Config:
     languages: list[str]
     reference_language: str
     datasets: DatasetsConfig
-    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
-    stats: StatsConfig = field(default_factory=StatsConfig)
-    selection: SelectionConfig = field(default_factory=SelectionConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    extraction: ExtractionConfig
+    stats: StatsConfig
+    selection: SelectionConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig
 
 
 def load_schema(path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return load_schema()
+
+
+def schema_defaults(*path: str) -> dict[str, Any]:
+    """The schema's defaults of the keys of the config object at `path`, e.g. ``("training",)`` or
+    ``("selection", "methods", "rise")``: what library code uses for a setting it is not given, so a
+    run inside and outside the workflow behaves alike. Keys without a default are left out."""
+    root = _schema()
+    node = _resolve(root, root)
+    for key in path:
+        try:
+            node = _resolve(node["properties"][key], root)
+        except KeyError:
+            raise KeyError(f"the config schema has no object {'.'.join(path)!r}") from None
+    out = {}
+    for key, sub in node.get("properties", {}).items():
+        sub = _resolve(sub, root)
+        if "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+    return out
 
 
 def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -320,7 +346,7 @@ def load_file(path: Path | str) -> Config:
 def check_against_model(data: Mapping[str, Any], info: Any) -> None:
     """Checks that need the model's own config (no weights): budgets, layer windows, top-k.
 
-    `info` is a `polyroute.models.ModelInfo` (moe_layers, num_experts, top_k, num_hidden_layers).
+    `info` is a `polyroute.models.info.ModelInfo` (or anything with its moe_layers and num_experts).
     """
     moe_layers = list(info.moe_layers)
     if not moe_layers:
@@ -357,19 +383,3 @@ def check_against_model(data: Mapping[str, Any], info: Any) -> None:
         raise ConfigError(
             f"config error: 'stats.affinity_top_m' = {m} exceeds the model's {info.num_experts} experts per layer"
         )
-
-
-def read_model_info(path: Path | str) -> Any:
-    """The model description written by the `model_info` step, as an object with attributes."""
-    from types import SimpleNamespace
-
-    with open(path, encoding="utf-8") as handle:
-        return SimpleNamespace(**json.load(handle))
-
-
-def read_model_info(path: Path | str) -> Any:
-    """The model description written by the `model_info` step, as an object with attributes."""
-    from types import SimpleNamespace
-
-    with open(path, encoding="utf-8") as handle:
-        return SimpleNamespace(**json.load(handle))

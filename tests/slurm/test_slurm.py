@@ -51,7 +51,7 @@ SELECTION = f"results/{RUN}/selection/rise/swh_Latn.json"
 TARGETS = [ROUTING, STATS, SELECTION]  # four Slurm stages: extract (GPU) -> gather -> stats, select
 GPU_RULE = "extract_routing"
 SHARDS = 2  # extraction.shards of the demo config: one array of 2 tasks
-LOCAL_RULES = {"download_dataset", "model_info"}
+LOCAL_RULES = {"download_dataset", "model_info", "download_model"}
 REPORT = f"results/{RUN}/report.html"
 
 # generous: the demo takes ~1 min through Slurm alone, several on a shared, loaded 2-core machine

@@ -11,7 +11,8 @@ import torch
 from polyroute.models import get_adapter
 from polyroute.models.families import GptOssAdapter
 from polyroute.models.tiny import tiny_config, tiny_model, tiny_tokenizer
-from polyroute.routing.capture import detect_output_kind, extract_shard
+from polyroute.routing.capture import detect_output_kind
+from polyroute.routing.stream import extract_shard
 
 torch.set_num_threads(1)
 

@@ -12,9 +12,9 @@ import xarray as xr
 
 from polyroute.atomic import MARKER_NAME
 from polyroute.cli import COMMANDS, main
-from polyroute.routing.arrays import ShardRouting
+from polyroute.routing.records import ShardRouting
 from polyroute.routing.store import to_dataset, write_store
-from polyroute.routing.synthetic import synthetic_routing
+from polyroute.routing.synthetic import synthetic_shard
 
 
 def _two_expert_store(path: Path) -> None:
@@ -40,7 +40,7 @@ def test_inspect_routing_store_by_hand(tmp_path, capsys):
 
 def test_inspect_truncates_big_stores(tmp_path, capsys):
     langs = [f"l{i:02d}_Latn" for i in range(30)]
-    ds = to_dataset(synthetic_routing(languages=langs, seqs_per_language=1, layers=tuple(range(20)),
+    ds = to_dataset(synthetic_shard(languages=langs, seqs_per_language=1, layers=tuple(range(20)),
                                       per_token=False), {})
     write_store(ds, tmp_path / "r.zarr")
     assert main(["inspect", str(tmp_path / "r.zarr")]) == 0

@@ -47,14 +47,28 @@ def _compare(schema: dict, cls: type, root: dict, where: str) -> None:
         if sub.get("type") == "object" and nested is not None:
             _compare(sub, nested, root, f"{where}.{name}")
         field = {f.name: f for f in dataclasses.fields(cls)}[name]
-        if "default" in sub and nested is None:
-            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            assert default == sub["default"], f"{where}.{name}: default {default!r} vs schema {sub['default']!r}"
+        if "default" in sub or name in schema.get("required", ()):  # the schema is the one source of defaults
+            assert field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING, \
+                f"{where}.{name}: the dataclass repeats a default the schema owns"
 
 
 def test_schema_and_dataclasses_agree() -> None:
     schema = cfg.load_schema()
     _compare(schema, cfg.Config, schema, "config")
+
+
+def test_schema_defaults_are_read_from_the_schema() -> None:
+    schema = cfg.load_schema()
+    training = schema["properties"]["training"]["properties"]
+    assert cfg.schema_defaults("training") == {k: v["default"] for k, v in training.items()}
+    rise = schema["properties"]["selection"]["properties"]["methods"]["properties"]["rise"]["properties"]
+    assert cfg.schema_defaults("selection", "methods", "rise") == {"budget": None, "split": [0.35, 0.25], "alpha": 10.0}
+    assert set(rise) == {"budget", "split", "alpha"}
+    assert cfg.schema_defaults("datasets", "routing") == {"split": None}  # through the $ref
+    cfg.schema_defaults("training")["methods"].append("x")  # a copy: the next caller is not affected
+    assert cfg.schema_defaults("training")["methods"] == []
+    with pytest.raises(KeyError, match="no object 'training.nope'"):
+        cfg.schema_defaults("training", "nope")
 
 
 def test_default_config_is_valid_and_typed(default: dict) -> None:

@@ -39,7 +39,7 @@ def test_every_family_has_a_tiny_config():
 def test_describe_from_config_alone(model_type):
     info = describe(tiny_config(model_type))
     layers, E, k = EXPECTED[model_type]
-    assert (info.model_type, info.moe_layers, info.num_experts, info.top_k, info.num_hidden_layers) == (
+    assert (info.model_type, list(info.moe_layers), info.num_experts, info.top_k, info.num_hidden_layers) == (
         model_type, layers, E, k, 3)
     assert info.router_output_kind == "logits"
 
@@ -130,7 +130,7 @@ def test_deepseek_v2_group_limited_by_hand():
 def test_describe_accepts_a_dict_and_moe_layer_freq():
     cfg = tiny_config("deepseek_v2").to_dict()
     cfg.update(num_hidden_layers=6, moe_layer_freq=2)
-    assert describe(cfg).moe_layers == [2, 4]
+    assert describe(cfg).moe_layers == (2, 4)
 
 
 def test_unknown_family_lists_supported():

@@ -39,16 +39,35 @@ def test_record_texts_per_kind() -> None:
 
 
 def test_selector_settings_take_the_run_level_keys_they_read() -> None:
-    stats = {"affinity_top_m": 7, "exclusive_threshold": 0.5, "language_gap": 0.02, "shared_top": 3,
-             "high_resource": ["eng_Latn"], "log_base": "e"}
-    rise = {"budget": 12, "split": [0.5, 0.25], "alpha": 10.0}
-    chen = selector_settings("chen-shared", {"layers": None}, stats, reference="eng_Latn", rise_settings=rise, train_routers=False)
-    assert chen == {"affinity_top_m": 7, "exclusive_threshold": 0.5, "layers": None, "train_routers": False}
-    rnd = selector_settings("random", {"seed": 3}, stats, reference="eng_Latn", rise_settings=rise, train_routers=True)
-    assert rnd == {"budget": 12, "split": [0.5, 0.25], "seed": 3, "train_routers": True}
-    last = selector_settings("last-layer", {"n": 2}, stats, reference="eng_Latn", rise_settings=rise, train_routers=False)
-    assert last["reference_language"] == "eng_Latn" and last["high_resource"] == ["eng_Latn"]
-    assert "train_routers" not in selector_settings("full", {}, stats, reference="eng_Latn", rise_settings=None, train_routers=True)
+    run = {"reference_language": "eng_Latn", "training": {"train_routers": False},
+           "stats": {"affinity_top_m": 7, "exclusive_threshold": 0.5, "language_gap": 0.02, "shared_top": 3,
+                     "high_resource": ["eng_Latn"], "log_base": "e"},
+           "selection": {"methods": {"rise": {"budget": 12, "split": [0.5, 0.25], "alpha": 10.0},
+                                     "chen-shared": {"layers": None}, "random": {"seed": 3},
+                                     "last-layer": {"n": 2}, "full": {}}}}
+    chen = selector_settings("chen-shared", run)
+    assert chen == {"train_routers": False, "affinity_top_m": 7, "exclusive_threshold": 0.5, "layers": None}
+    run["training"]["train_routers"] = True
+    assert selector_settings("random", run) == {"train_routers": True, "budget": 12, "split": [0.5, 0.25], "seed": 3}
+    last = selector_settings("last-layer", run)
+    assert last["reference_language"] == "eng_Latn" and last["high_resource"] == ["eng_Latn"] and last["n"] == 2
+    assert "shared" not in last  # not given: the schema's default applies (filled by validate in the workflow)
+    assert selector_settings("full", run) == {}
+    del run["selection"]["methods"]["rise"]  # random without rise: the schema's rise defaults apply in select()
+    assert selector_settings("random", run) == {"train_routers": True, "seed": 3}
+
+
+def test_selector_settings_of_the_default_config_are_accepted_by_every_selector() -> None:
+    import yaml
+
+    from polyroute.config import validate
+    from polyroute.select.selectors import REGISTRY, _resolve
+
+    data = validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    for method in data["selection"]["methods"]:
+        settings = selector_settings(method, data)
+        assert set(settings) == set(REGISTRY[method].settings) - {"languages"}, method
+        assert _resolve(method, settings) == {**REGISTRY[method].defaults, **settings}
 
 
 def test_loop_settings_map_config_names_and_are_accepted() -> None:
@@ -58,25 +77,21 @@ def test_loop_settings_map_config_names_and_are_accepted() -> None:
 
     data = validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
     settings = loop_settings(data["training"], data["model"])
-    assert settings["checkpoint_interval"] == data["training"]["checkpoint_every"]
+    assert settings["checkpoint_every"] == data["training"]["checkpoint_every"]
     assert "gpus" not in settings and "methods" not in settings and "train_routers" not in settings
     TrainSettings.from_dict(settings)  # every key known, every value valid
 
 
 def test_library_training_defaults_are_the_config_schema_defaults() -> None:
-    # the library's defaults (used by `python -m polyroute.train` and the Python API) must not
-    # drift from the schema's, or the same run would differ inside and outside the workflow
+    # the library's defaults (used by `python -m polyroute.train` and the Python API) come from the
+    # schema, so the same run behaves alike inside and outside the workflow
     import dataclasses
 
-    import yaml
-
+    from polyroute.config import schema_defaults
     from polyroute.train.settings import TrainSettings
 
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    defaults = {key: spec["default"] for key, spec in schema["properties"]["training"]["properties"].items()
-                if "default" in spec}
-    mapped = loop_settings(defaults, {})
+    mapped = loop_settings(schema_defaults("training"), schema_defaults("model"))
     library = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
-    shared = sorted(set(mapped) & set(library) - {"dtype", "trust_remote_code"})
-    assert len(shared) >= 10, shared
+    shared = sorted(set(mapped) & set(library))
+    assert len(shared) >= 12, shared
     assert {key: mapped[key] for key in shared} == {key: library[key] for key in shared}

@@ -17,7 +17,7 @@ from polyroute.plots import (
 )
 from polyroute.plots.heatmaps import cluster_order
 from polyroute.stats import compute_stats
-from polyroute.stats.synthetic import synthetic_routing
+from polyroute.stats.synthetic import synthetic_store
 
 REF = "l000_Synt"
 
@@ -33,7 +33,7 @@ def check_image(paths):
 
 @pytest.fixture(scope="module")
 def small():
-    ds = synthetic_routing(6, 8, 16, 2, 6, seed=3)
+    ds = synthetic_store(6, 8, 16, 2, 6, seed=3)
     return compute_stats(ds, reference=REF, scores={g: float(i) for i, g in enumerate(ds["language"].values)})
 
 
@@ -62,7 +62,7 @@ def test_figure_options_and_errors(tmp_path, small):
 
 @pytest.mark.slow
 def test_skips_figures_without_per_token_data(tmp_path):
-    ds = synthetic_routing(4, 6, 8, 2, 3, per_token=False, seed=1)
+    ds = synthetic_store(4, 6, 8, 2, 3, per_token=False, seed=1)
     st = compute_stats(ds, reference=REF)
     written = plot_all(st, tmp_path)
     assert "consistency" not in written and "vocabulary" not in written and "isolation" not in written
@@ -88,7 +88,7 @@ def test_cluster_order_groups_blocks():
 
 @pytest.mark.slow
 def test_figures_at_full_scale(tmp_path):
-    ds = synthetic_routing(100, 48, 128, 8, 3, tokens_per_seq=(3, 5), seed=5)
+    ds = synthetic_store(100, 48, 128, 8, 3, tokens_per_seq=(3, 5), seed=5)
     langs = ds["language"].values
     st = compute_stats(ds, reference=REF, scores={g: float(i % 9) for i, g in enumerate(langs)})
     check_image(plot_by_depth(st, tmp_path / "divergence"))
@@ -110,3 +110,13 @@ def test_end_labels_stay_inside_the_data_range_and_apart():
     # too many labels for the default gap: they still fit, evenly
     many = spread_labels(np.full(50, 1.0), 0.0, 1.0)
     assert many.min() >= -1e-12 and many.max() <= 1.0 and (np.diff(many) > 0).all()
+
+
+def test_loss_figure_is_a_png_of_the_log(tmp_path):
+    from polyroute.plots import plot_loss
+
+    rows = [{"step": s, "loss": 8.0 - 0.1 * s} for s in range(1, 6)]
+    plot_loss(rows, tmp_path / "loss.png", "rise -> swh_Latn")
+    image = imread(tmp_path / "loss.png")
+    assert image.shape[:2] == (385, 660)  # 6 x 3.5 inches at 110 dpi
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]  # written atomically, nothing left over

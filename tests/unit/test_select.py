@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from polyroute.models.info import ModelInfo
+from polyroute.models.params import param_counts_from_config
 from polyroute.select import (
     REGISTRY,
-    ParamCounts,
     allocate,
-    param_counts_from_config,
     read_subnetwork,
     rise_zones,
     select,
@@ -33,8 +33,8 @@ def store(count, languages, layers, tokens=None, gate_sum=None) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs={"top_k": 2})
 
 
-def info_for(ds: xr.Dataset, **kw) -> ParamCounts:
-    return ParamCounts(
+def info_for(ds: xr.Dataset, **kw) -> ModelInfo:
+    return ModelInfo(
         moe_layers=tuple(int(x) for x in ds["layer"].values),
         num_experts=ds.sizes["expert"],
         expert_params=kw.get("expert_params", 1000),
@@ -119,7 +119,7 @@ def test_rise_worked_example_with_spill():
     assert d["params_trainable"] == 4 * 1000
     assert d["settings"]["languages"] == ["t", "x", "y"]
     # the scores used agree with stats.experts
-    spec = ex.rise_scores(RISE_DS["count"] / RISE_DS["tokens"], "t")["spec"]
+    spec = ex.rise_scores(RISE_DS["count"] / RISE_DS["tokens"], "t", alpha=10.0)["spec"]
     assert spec.sel(layer=2, expert=0) == pytest.approx(51.0)
     assert spec.sel(layer=6, expert=3) == pytest.approx(63.0)
     # train_routers adds the routers of the layers holding selected experts: 0, 2, 4, 6
@@ -228,6 +228,28 @@ def test_every_selector_writes_a_valid_file(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_selector_defaults_come_from_the_config_schema():
+    from polyroute.config import load_schema
+
+    schema = load_schema()
+    sections = schema["properties"]["selection"]["properties"]["methods"]["properties"]
+    stats = schema["properties"]["stats"]["properties"]
+    assert set(sections) == set(REGISTRY)  # every selector is configurable, every section has a selector
+    for method, spec in REGISTRY.items():
+        own = sections[method]["properties"]
+        assert set(own) <= set(spec.settings), f"{method}: the schema has settings the selector ignores"
+        for key, value in spec.defaults.items():
+            if key in spec.borrows:
+                assert value == sections[spec.borrows[key]]["properties"][key]["default"]
+            elif key in own:
+                assert value == own[key]["default"], (method, key)
+            elif key in stats:
+                assert value == stats[key]["default"] and key in spec.stats_keys, (method, key)
+    assert REGISTRY["rise"].defaults["alpha"] == sections["rise"]["properties"]["alpha"]["default"]
+    assert REGISTRY["last-layer"].stats_keys == ("language_gap", "shared_top", "high_resource")
+    assert REGISTRY["chen-shared"].stats_keys == ("affinity_top_m", "exclusive_threshold")
+
+
 @pytest.mark.parametrize(
     "method, target, settings, match",
     [
@@ -304,7 +326,7 @@ def test_validate_subnetwork(change, match, tmp_path):
 
 def test_read_subnetwork_checks_the_model(tmp_path):
     path = write_subnetwork(good_file(), tmp_path / "s.json")
-    other = ParamCounts(moe_layers=(0, 2, 4), num_experts=4, expert_params=1000, router_params=40, total_params=10**7)
+    other = ModelInfo(moe_layers=(0, 2, 4), num_experts=4, expert_params=1000, router_params=40, total_params=10**7)
     with pytest.raises(ValueError, match=r"s.json: subnetwork experts \[\[6, 3\]\]"):
         read_subnetwork(path, other)
     (tmp_path / "bad.json").write_text("{not json")
@@ -349,7 +371,7 @@ def test_param_counts_errors():
     with pytest.raises(ValueError, match="num_experts / num_local_experts / n_routed_experts"):
         param_counts_from_config({"model_type": "mixtral", "hidden_size": 8, "num_hidden_layers": 2, "vocab_size": 9})
     with pytest.raises(ValueError, match="no MoE layers"):
-        ParamCounts(moe_layers=(), num_experts=4, expert_params=1, router_params=1, total_params=10)
+        ModelInfo(moe_layers=(), num_experts=4, expert_params=1, router_params=1, total_params=10)
 
 
 TINY = dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, vocab_size=50, intermediate_size=24)
@@ -386,12 +408,22 @@ def test_param_counts_match_from_config_models():
 
 
 def test_select_package_does_not_import_torch():
-    code = "import sys, polyroute.select, polyroute.stats.experts; sys.exit('torch' in sys.modules)"
+    code = "import sys, polyroute.select, polyroute.stats.experts, polyroute.models.params; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_param_counts_record_round_trip():
-    rec = json.loads(json.dumps({**RISE_INFO.to_record(), "top_k": 2, "model_id": "ignored"}))
-    assert ParamCounts.from_record(rec) == RISE_INFO
+    rec = json.loads(json.dumps({**RISE_INFO.to_record(), "unknown_key": "ignored"}))
+    assert ModelInfo.from_record(rec) == RISE_INFO
+    full = ModelInfo.from_record({**rec, "top_k": 2, "family": "qwen3_moe", "revision": "abc"})
+    assert (full.top_k, full.family, full.revision) == (2, "qwen3_moe", "abc")
+    assert ModelInfo.from_record(json.loads(json.dumps(full.to_record()))) == full
     with pytest.raises(ValueError, match="lacks"):
-        ParamCounts.from_record({"moe_layers": [0]})
+        ModelInfo.from_record({"moe_layers": [0]})
+
+
+def test_parameter_counts_cover_the_adapters_model_types():
+    from polyroute.models import SUPPORTED_MODEL_TYPES
+    from polyroute.models.params import MODEL_TYPES
+
+    assert sorted(MODEL_TYPES) == sorted(SUPPORTED_MODEL_TYPES)

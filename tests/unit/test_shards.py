@@ -12,7 +12,7 @@ import xarray as xr
 from polyroute.atomic import MARKER_NAME
 from polyroute.routing.shards import gather, interleaved_order, shard_indices
 from polyroute.routing.store import is_complete, open_store, to_dataset, write_store
-from polyroute.routing.synthetic import synthetic_routing
+from polyroute.routing.synthetic import synthetic_shard
 
 SMALL = {"token": 7, "sequence": 3}
 KW = {"seqs_per_language": 5}  # 3 languages -> 15 sequences
@@ -48,7 +48,7 @@ def _write_shards(tmp_path, n_shards, attrs=None, **kw):
     n = 3 * kw.get("seqs_per_language", KW["seqs_per_language"])
     paths = []
     for i in range(n_shards):
-        shard = synthetic_routing(sequences=shard_indices(n, n_shards, i), **{**KW, **kw})
+        shard = synthetic_shard(sequences=shard_indices(n, n_shards, i), **{**KW, **kw})
         p = tmp_path / "shards" / f"{i}.zarr"
         write_store(to_dataset(shard, {"model": "m", "shard_index": i, "shard_count": n_shards, **(attrs or {})}), p, SMALL)
         paths.append(p)
@@ -67,7 +67,7 @@ def _assert_same_as_single(gathered: xr.Dataset, single: xr.Dataset) -> None:
 
 @pytest.mark.parametrize("n_shards", [1, 3, 4])
 def test_gather_equals_single_shard_run(tmp_path, n_shards):
-    single = to_dataset(synthetic_routing(**KW), {"model": "m"})
+    single = to_dataset(synthetic_shard(**KW), {"model": "m"})
     paths = _write_shards(tmp_path, n_shards)
     gather(paths, tmp_path / "g.zarr", {"dataset": "flores"}, chunks=SMALL)
     assert is_complete(tmp_path / "g.zarr")
@@ -82,7 +82,7 @@ def test_gather_equals_single_shard_run(tmp_path, n_shards):
 
 
 def test_gather_aligns_languages(tmp_path):
-    single = to_dataset(synthetic_routing(**KW), {"model": "m"})
+    single = to_dataset(synthetic_shard(**KW), {"model": "m"})
     paths = _write_shards(tmp_path, 2)
     # rewrite shard 1 with its languages in another order
     ds = open_store(paths[1]).load().isel(language=[2, 0, 1])
@@ -124,7 +124,7 @@ def test_gather_refuses_bad_shards(tmp_path):
 MEMORY = r"""
 import resource, sys, time
 import numpy as np
-from polyroute.routing.arrays import ShardRouting
+from polyroute.routing.records import ShardRouting
 from polyroute.routing.store import to_dataset, write_store
 from polyroute.routing.shards import gather
 

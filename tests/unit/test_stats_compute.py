@@ -11,14 +11,14 @@ from scipy.stats import entropy as sp_entropy
 
 from polyroute.stats import compute_stats, divergence_parallel, routing_consistency, tables, vocabulary_overlap, write_tables
 from polyroute.stats.consistency import topk_intersection
-from polyroute.stats.synthetic import synthetic_routing
+from polyroute.stats.synthetic import synthetic_store
 
 REF = "l000_Synt"
 
 
 @pytest.fixture(scope="module")
 def store():
-    return synthetic_routing(n_languages=5, n_layers=6, n_experts=10, top_k=3, seqs_per_language=6, seed=7)
+    return synthetic_store(n_languages=5, n_layers=6, n_experts=10, top_k=3, seqs_per_language=6, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_score_correlation_leaves_out_reference(stats):
 
 
 def test_store_without_per_token_or_sequences():
-    ds = synthetic_routing(4, 5, 8, 2, 3, per_token=False, seed=1)
+    ds = synthetic_store(4, 5, 8, 2, 3, per_token=False, seed=1)
     st = compute_stats(ds, reference=REF)
     assert np.isnan(st["consistency"].values).all() and "per_token" in st["consistency"].attrs["note"]
     assert np.isnan(st["vocab_overlap"].values).all()
@@ -155,7 +155,7 @@ def test_store_without_per_token_or_sequences():
 
 
 def test_soft_source_and_log_base():
-    ds = synthetic_routing(3, 4, 6, 2, 2, seed=2)
+    ds = synthetic_store(3, 4, 6, 2, 2, seed=2)
     st = compute_stats(ds, reference=REF, source="soft", log_base=2)
     q = ds["prob_sum"] / ds["tokens"]
     # scipy renormalises q (float32 sums are 1 to ~1e-7); the store formula does not

@@ -18,7 +18,8 @@ from polyroute.stats import (
     top_expert_overlap,
 )
 from polyroute.stats._core import jsd_nats
-from polyroute.stats.correlation import depth_zones, pair_correlation
+from polyroute.stats.correlation import pair_correlation
+from polyroute.stats.zones import depth_zones
 
 LN2 = np.log(2.0)
 

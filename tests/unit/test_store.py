@@ -16,7 +16,7 @@ import xarray as xr
 
 from polyroute.atomic import MARKER_NAME, config_hash, provenance, read_marker
 from polyroute.routing.store import chunk_size, is_complete, open_store, to_dataset, write_store
-from polyroute.routing.synthetic import synthetic_routing
+from polyroute.routing.synthetic import synthetic_shard
 
 SMALL = {"token": 7, "sequence": 3}
 
@@ -28,7 +28,7 @@ def _files(path: Path) -> dict[str, bytes]:
 
 
 def test_contract_names_dtypes_and_roundtrip(tmp_path):
-    shard = synthetic_routing(seed=1)
+    shard = synthetic_shard(seed=1)
     ds = to_dataset(shard, provenance(model="tiny/moe", dataset="flores", split="dev"))
     write_store(ds, tmp_path / "r.zarr")
     back = open_store(tmp_path / "r.zarr")
@@ -52,38 +52,38 @@ def test_contract_names_dtypes_and_roundtrip(tmp_path):
 
 
 def test_uint16_ids_beyond_256_experts(tmp_path):
-    ds = to_dataset(synthetic_routing(num_experts=300, seqs_per_language=1, layers=(0,)), {})
+    ds = to_dataset(synthetic_shard(num_experts=300, seqs_per_language=1, layers=(0,)), {})
     assert ds["expert_ids"].dtype == np.uint16
     write_store(ds, tmp_path / "r.zarr")
     assert open_store(tmp_path / "r.zarr")["expert_ids"].dtype == np.uint16
 
 
 def test_without_per_token_arrays(tmp_path):
-    ds = to_dataset(synthetic_routing(per_token=False), {})
+    ds = to_dataset(synthetic_shard(per_token=False), {})
     assert "token" not in ds.dims and "expert_ids" not in ds
     write_store(ds, tmp_path / "r.zarr")
     assert is_complete(tmp_path / "r.zarr")
 
 
 def test_bad_shard_is_a_one_line_error_naming_the_field():
-    shard = synthetic_routing()
+    shard = synthetic_shard()
     shard.count = shard.count[:, :, :-1]
     with pytest.raises(ValueError, match="count has shape"):
         to_dataset(shard, {})
-    shard = synthetic_routing()
+    shard = synthetic_shard()
     shard.count[0, 1, 0] += 1
     with pytest.raises(ValueError, match="invariant broken: language eng_Latn layer 1"):
         to_dataset(shard, {})
     with pytest.raises(ValueError, match="attrs\\['top_k'\\]=3 disagrees"):
-        to_dataset(synthetic_routing(), {"top_k": 3})
-    shard = synthetic_routing()
+        to_dataset(synthetic_shard(), {"top_k": 3})
+    shard = synthetic_shard()
     shard.expert_ids[0, 0, 0] = 8
     with pytest.raises(ValueError, match=r"expert_ids must lie in \[0, 8\)"):
         to_dataset(shard, {})
 
 
 def test_invariant_rechecked_at_write_and_nothing_left(tmp_path):
-    ds = to_dataset(synthetic_routing(), {})
+    ds = to_dataset(synthetic_shard(), {})
     ds["count"][0, 0, 0] += 1
     with pytest.raises(ValueError, match="invariant broken"):
         write_store(ds, tmp_path / "r.zarr")
@@ -100,7 +100,7 @@ def test_chunk_sizes_by_hand():
 
 
 def test_small_chunks_stream_the_same_values(tmp_path):
-    ds = to_dataset(synthetic_routing(seqs_per_language=6), {})
+    ds = to_dataset(synthetic_shard(seqs_per_language=6), {})
     write_store(ds, tmp_path / "a.zarr")
     write_store(ds, tmp_path / "b.zarr", chunks=SMALL)
     a, b = open_store(tmp_path / "a.zarr"), open_store(tmp_path / "b.zarr")
@@ -111,7 +111,7 @@ def test_small_chunks_stream_the_same_values(tmp_path):
 
 
 def test_deterministic_writes(tmp_path):
-    shard = synthetic_routing(seed=3)
+    shard = synthetic_shard(seed=3)
     attrs = provenance(model="m")  # once: git_commit may change while other work goes on
     write_store(to_dataset(shard, attrs), tmp_path / "a.zarr", chunks=SMALL)
     write_store(to_dataset(shard, {**attrs, "created": "2030-01-01T00:00:00+00:00"}), tmp_path / "b.zarr", chunks=SMALL)
@@ -124,7 +124,7 @@ def test_deterministic_writes(tmp_path):
 
 def test_marker_and_is_complete(tmp_path):
     path = tmp_path / "r.zarr"
-    write_store(to_dataset(synthetic_routing(), {}), path)
+    write_store(to_dataset(synthetic_shard(), {}), path)
     marker = read_marker(path)
     assert marker["format"] == "polyroute-store/1" and marker["shapes"]["count"] == [3, 3, 8]
     assert len(marker["sha256"]) == 64
@@ -144,7 +144,7 @@ def test_marker_and_is_complete(tmp_path):
 
 def test_rewrite_replaces_incomplete_store_and_stale_temps(tmp_path):
     path = tmp_path / "r.zarr"
-    ds = to_dataset(synthetic_routing(), {})
+    ds = to_dataset(synthetic_shard(), {})
     write_store(ds, path)
     (path / MARKER_NAME).unlink()  # as if a writer died before the marker
     stale = tmp_path / "r.zarr.tmp-999999"
@@ -175,7 +175,7 @@ def test_provenance_fields():
 
 def test_bytes_per_token_per_layer(tmp_path, capsys):
     """Measure compressed size of the per-token arrays (printed, and bounded by the raw size)."""
-    shard = synthetic_routing(seqs_per_language=40, max_tokens=64, layers=tuple(range(4)), num_experts=64, top_k=8)
+    shard = synthetic_shard(seqs_per_language=40, max_tokens=64, layers=tuple(range(4)), num_experts=64, top_k=8)
     write_store(to_dataset(shard, {}), tmp_path / "r.zarr")
     n, L, k = shard.expert_ids.shape
     sizes = {v: sum(p.stat().st_size for p in (tmp_path / "r.zarr" / v).rglob("*") if p.is_file())
@@ -189,8 +189,8 @@ def test_bytes_per_token_per_layer(tmp_path, capsys):
 WRITER = r"""
 import sys
 from polyroute.routing.store import to_dataset, write_store
-from polyroute.routing.synthetic import synthetic_routing
-shard = synthetic_routing(seed=5, seqs_per_language=25, max_tokens=16, layers=(0, 1), num_experts=16, top_k=2)
+from polyroute.routing.synthetic import synthetic_shard
+shard = synthetic_shard(seed=5, seqs_per_language=25, max_tokens=16, layers=(0, 1), num_experts=16, top_k=2)
 write_store(to_dataset(shard, {"model": "m"}), sys.argv[1], chunks={"token": 16, "sequence": 8})
 """
 

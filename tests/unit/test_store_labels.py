@@ -3,11 +3,11 @@
 import numpy as np
 
 from polyroute.routing.store import open_store, to_dataset, write_store
-from polyroute.stats.synthetic import synthetic_routing
+from polyroute.stats.synthetic import synthetic_store
 
 
 def test_labels_are_python_strings_and_round_trip(tmp_path) -> None:
-    ds = synthetic_routing(n_languages=3, n_layers=2, n_experts=4, top_k=2, seqs_per_language=3)
+    ds = synthetic_store(n_languages=3, n_layers=2, n_experts=4, top_k=2, seqs_per_language=3)
     write_store(ds, tmp_path / "a.zarr")
     opened = open_store(tmp_path / "a.zarr")
     for name in ("language", "seq_language", "seq_parallel_id"):

@@ -17,9 +17,9 @@ import xarray as xr
 from polyroute.atomic import MARKER_NAME
 from polyroute.models import get_adapter
 from polyroute.models.tiny import tiny_config, tiny_model, tiny_tokenizer
-from polyroute.routing.capture import _plan_windows, extract_shard
+from polyroute.routing.capture import _plan_windows
 from polyroute.routing.store import is_complete, open_store, to_dataset, write_store
-from polyroute.routing.stream import extract_to_store
+from polyroute.routing.stream import extract_shard, extract_to_store
 
 torch.set_num_threads(1)
 

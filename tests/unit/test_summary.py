@@ -11,12 +11,12 @@ import pytest
 
 from polyroute.pipeline.summary import by_language, by_layer, selections, trainings
 from polyroute.stats import compute_stats
-from polyroute.stats.synthetic import synthetic_routing
+from polyroute.stats.synthetic import synthetic_store
 
 
 @pytest.fixture(scope="module")
 def stats():
-    routing = synthetic_routing(n_languages=5, n_layers=8, n_experts=16, top_k=2, seed=1)
+    routing = synthetic_store(n_languages=5, n_layers=8, n_experts=16, top_k=2, seed=1)
     return compute_stats(routing, reference=str(routing["language"].values[0]), top_m=6, theta=0.4)
 
 

@@ -31,7 +31,7 @@ TEXTS = [f"the quick brown fox {i} jumps over the lazy dog {i * 7}" for i in ran
 SUBNET = {"method": "test", "target": "eng_Latn", "experts": [[0, 1], [0, 5], [2, 3]], "train_routers": False,
           "extra_modules": []}
 SETTINGS = {"lr": 1e-3, "epochs": 2, "micro_batch_size": 2, "gradient_accumulation": 2, "max_length": 64,
-            "checkpoint_interval": 2, "seed": 11}
+            "checkpoint_every": 2, "seed": 11}
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def _env() -> dict[str, str]:
 
 
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(base_dir, tmp_path):
-    settings = {**SETTINGS, "epochs": 12, "checkpoint_interval": 3, "gradient_accumulation": 1}  # 96 steps
+    settings = {**SETTINGS, "epochs": 12, "checkpoint_every": 3, "gradient_accumulation": 1}  # 96 steps
     from polyroute.train import train_subnetwork
 
     torch.set_num_threads(1)  # the CLI runs get OMP_NUM_THREADS=1: same float reduction order

@@ -2,7 +2,7 @@
 
 import pytest
 
-from polyroute.stats.correlation import depth_zones
+from polyroute.stats.zones import depth_zones
 from polyroute.stats.zones import rise_zones
 
 

@@ -41,8 +41,10 @@ def _check_known_model():
     path = f"{RESULTS}/model/info.json"
     if not os.path.exists(path):
         return
-    info = polyroute_config.read_model_info(path)
-    if (info.model_id, info.revision) == (CFG["model"]["id"], CFG["model"]["revision"]):
+    from polyroute.models.info import read_model_info
+
+    info = read_model_info(path)
+    if (info.model, info.revision) == (CFG["model"]["id"], CFG["model"]["revision"]):
         polyroute_config.check_against_model(CFG, info)
 
 
@@ -142,11 +144,7 @@ def method_settings(wildcards):
     """A selector's settings with the run-level ones it reads, so only their change reruns it."""
     from polyroute.pipeline.select import selector_settings
 
-    methods = CFG["selection"]["methods"]
-    return selector_settings(
-        wildcards.method, methods[wildcards.method], CFG["stats"], reference=CFG["reference_language"],
-        rise_settings=methods.get("rise"), train_routers=CFG["training"]["train_routers"],
-    )
+    return selector_settings(wildcards.method, CFG)
 
 
 def training_data(wildcards):

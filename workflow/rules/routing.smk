@@ -1,6 +1,7 @@
 # Routing extraction: model checks first, then one GPU job per shard, then one labelled store.
 # model_info reads only the model's config.json (no weights) and checks the run's settings against
 # it (budgets, layer windows); it depends on `model` alone so other edits never rerun extraction.
+# download_model fetches a hub model's weights on the login node (compute nodes need no internet).
 
 
 rule model_info:
@@ -17,10 +18,23 @@ rule model_info:
         "../scripts/model_info.py"
 
 
+rule download_model:
+    output:
+        f"{RESULTS}/model/weights.json",
+    params:
+        model=CFG["model"],
+    log:
+        f"{LOGS}/download_model.log",
+    localrule: True
+    script:
+        "../scripts/download_model.py"
+
+
 rule extract_routing:
     input:
         data=routing_data,
         model_info=f"{RESULTS}/model/info.json",
+        weights=f"{RESULTS}/model/weights.json",
     output:
         temp(directory(f"{RESULTS}/routing/shards/{{dataset}}/{{shard}}.zarr")),
     params:

@@ -8,6 +8,7 @@ rule train_subnetwork:
         selection=f"{RESULTS}/selection/{{method}}/{{target}}.json",
         data=training_data,
         model_info=f"{RESULTS}/model/info.json",
+        weights=f"{RESULTS}/model/weights.json",
     output:
         directory(f"{RESULTS}/adapters/{{method}}/{{target}}"),
     params:

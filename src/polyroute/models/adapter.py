@@ -6,24 +6,15 @@ before any job; the methods that take a model find the modules in that model.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the workflow needs to know about a model before loading weights."""
-
-    model_type: str
-    family: str
-    moe_layers: list[int]  # model layer indices whose MLP is a mixture of experts
-    num_experts: int  # E
-    top_k: int  # k
-    num_hidden_layers: int
-    router_output_kind: str  # "logits", "scores" (post-top-k) or "auto" (detect from the data)
+from polyroute.models.info import ModelInfo
+from polyroute.models.params import param_counts_from_config
 
 
 @dataclass
@@ -65,17 +56,15 @@ class MoEAdapter:
         """Layer indices with a MoE MLP (default: every layer)."""
         return list(range(config.num_hidden_layers))
 
-    def info(self) -> ModelInfo:
-        """The config-only summary."""
-        return ModelInfo(
-            model_type=self.config.model_type,
-            family=self.family,
-            moe_layers=list(self.moe_layers),
-            num_experts=self.num_experts,
-            top_k=self.top_k,
-            num_hidden_layers=int(self.config.num_hidden_layers),
-            router_output_kind=self.router_output_kind,
-        )
+    def info(self, model: str = "", revision: str | None = None) -> ModelInfo:
+        """The config-only record: parameter sizes from the config, routing facts from this adapter."""
+        counts = param_counts_from_config(self.config.to_dict(), model=model)
+        if list(counts.moe_layers) != self.moe_layers or counts.num_experts != self.num_experts:
+            raise ValueError(f"{self.family}: parameter counting and the adapter disagree on the MoE layout "
+                             f"({list(counts.moe_layers)} x {counts.num_experts} vs {self.moe_layers} x {self.num_experts})")
+        return dataclasses.replace(counts, revision=revision, family=self.family, top_k=self.top_k,
+                                   num_hidden_layers=int(self.config.num_hidden_layers),
+                                   router_output_kind=self.router_output_kind)
 
     # --- modules -------------------------------------------------------------------------------
     def _check_layer(self, layer: int) -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from polyroute.models.adapter import MoEAdapter, ModelInfo
+from polyroute.models.adapter import MoEAdapter
+from polyroute.models.info import ModelInfo
 from polyroute.models.families import FAMILIES
 
 _BY_MODEL_TYPE: dict[str, type[MoEAdapter]] = {t: cls for cls in FAMILIES for t in cls.model_types}
@@ -51,6 +52,6 @@ def get_adapter(model_or_config: Any) -> MoEAdapter:
     return adapter
 
 
-def describe(hf_config: Any) -> ModelInfo:
-    """model_type, MoE layer indices, E, k, num_hidden_layers from the config alone (no weights)."""
-    return get_adapter(hf_config).info()
+def describe(hf_config: Any, model: str = "", revision: str | None = None) -> ModelInfo:
+    """The model-info record from the config alone (no weights): layout, top-k, parameter sizes."""
+    return get_adapter(hf_config).info(model, revision)

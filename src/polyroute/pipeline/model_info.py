@@ -1,5 +1,6 @@
-"""Step `model_info`: read the model's config (no weights), check the run's settings against it, and
-on the login node fetch the weights of a hub model so compute nodes never need the internet."""
+"""Steps `model_info` (the model's config, no weights: its layout, the run's settings checked against
+it) and `download_model` (on the login node, a hub model's weights into the Hugging Face cache, so
+compute nodes never need the internet)."""
 
 from __future__ import annotations
 
@@ -33,30 +34,38 @@ def check_remote_code(model: Mapping[str, Any]) -> None:
     raise ConfigError(f"config error: 'model.id': {model['id']} has an unknown model_type {model_type!r}")
 
 
-def model_info(model: Mapping[str, Any], out: str | os.PathLike, run_config: Mapping[str, Any] | None = None,
-               fetch_weights: bool = True) -> dict[str, Any]:
+def model_info(model: Mapping[str, Any], out: str | os.PathLike,
+               run_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Describe the model from its config, check `run_config` against it and write `out` (JSON)."""
     from polyroute.models import describe, load_config
-    from polyroute.select import param_counts_from_config
 
     check_remote_code(model)
     hf_config = load_config(model["id"], revision=model.get("revision"), trust_remote_code=model["trust_remote_code"])
     try:
-        info = describe(hf_config)
+        info = describe(hf_config, model=model["id"], revision=model["revision"])
     except ValueError as exc:
         raise ConfigError(f"config error: 'model.id': {model['id']}: {exc}") from None
-    params = param_counts_from_config(hf_config.to_dict(), model=model["id"]).to_record()
-    record = {"model_id": model["id"], "revision": model.get("revision"), **vars(info), "params": params}
     if run_config is not None:
-        from types import SimpleNamespace
-
-        check_against_model(run_config, SimpleNamespace(**record))
-    if fetch_weights and not Path(model["id"]).exists():
-        from huggingface_hub import snapshot_download
-
-        log.info("fetching %s (revision %s) into the Hugging Face cache", model["id"], model.get("revision"))
-        snapshot_download(model["id"], revision=model.get("revision"), allow_patterns=WEIGHT_PATTERNS)
+        check_against_model(run_config, info)
+    record = info.to_record()
     log.info("model %s: %s, MoE layers %s, E=%d, k=%d", model["id"], info.model_type, info.moe_layers,
              info.num_experts, info.top_k)
+    atomic_write_json(out, record)
+    return record
+
+
+def download_model(model: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Any]:
+    """Fetch a hub model's weights into the Hugging Face cache and record where they are (JSON at `out`).
+
+    A local checkpoint directory is recorded as it is; nothing is fetched."""
+    if Path(model["id"]).exists():
+        path = str(Path(model["id"]).resolve())
+        log.info("model %s is a local checkpoint: nothing to fetch", model["id"])
+    else:
+        from huggingface_hub import snapshot_download
+
+        log.info("fetching %s (revision %s) into the Hugging Face cache", model["id"], model["revision"])
+        path = snapshot_download(model["id"], revision=model["revision"], allow_patterns=WEIGHT_PATTERNS)
+    record = {"model_id": model["id"], "revision": model["revision"], "path": path}
     atomic_write_json(out, record)
     return record

@@ -2,45 +2,43 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from polyroute.routing.store import open_store
-from polyroute.select import ParamCounts, select, write_subnetwork
+from polyroute.models.info import read_model_info
+from polyroute.select import REGISTRY, select, write_subnetwork
 
 log = logging.getLogger(__name__)
 
-# Which run-level settings each selector reads besides its own section of selection.methods.
-_STATS_KEYS = {
-    "chen-exclusive": ("affinity_top_m", "exclusive_threshold"),
-    "chen-shared": ("affinity_top_m", "exclusive_threshold"),
-    "last-layer": ("language_gap", "shared_top", "high_resource"),
-}
-
-
-def selector_settings(method: str, settings: Mapping[str, Any], stats_settings: Mapping[str, Any],
-                      *, reference: str, rise_settings: Mapping[str, Any] | None, train_routers: bool) -> dict[str, Any]:
-    """The selector's full settings: its own section plus the run-level ones it depends on."""
-    merged = {key: stats_settings[key] for key in _STATS_KEYS.get(method, ())}
-    if method == "last-layer":
-        merged["reference_language"] = reference
-    if method == "random":  # same budget and zone split as rise
-        rise = rise_settings or {}
-        merged.update({key: rise[key] for key in ("budget", "split") if key in rise})
-    merged.update(settings or {})
-    if method not in ("full", "none"):
-        merged["train_routers"] = train_routers
+def selector_settings(method: str, run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The selector's settings from the validated config: its own section of selection.methods plus
+    the run-level ones its registry spec reads (stats keys, the reference language, train_routers,
+    settings borrowed from another method's section). No defaults here: the schema filled them in."""
+    spec = REGISTRY[method]
+    methods = run_config["selection"]["methods"]
+    run_level = {**{key: run_config["stats"][key] for key in spec.stats_keys},
+                 "reference_language": run_config["reference_language"],
+                 "train_routers": run_config["training"]["train_routers"]}
+    merged = {}
+    for key in spec.settings:
+        if key in spec.borrows:
+            source = methods.get(spec.borrows[key]) or {}
+        elif key in spec.own_keys:
+            source = methods[method]
+        else:
+            source = run_level
+        if key in source:
+            merged[key] = source[key]
     return merged
 
 
 def select_experts(*, method: str, target: str, settings: Mapping[str, Any], routing: str | os.PathLike,
                    model_info: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
     """Run the selector on the routing store and write the subnetwork file atomically."""
-    with open(model_info, encoding="utf-8") as handle:
-        counts = ParamCounts.from_record(json.load(handle)["params"])
+    counts = read_model_info(model_info)
     store = open_store(routing)
     subnetwork = select(method, store, target=target, settings=settings, model_info=counts)
     write_subnetwork(subnetwork, out)

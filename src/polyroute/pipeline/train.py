@@ -21,17 +21,15 @@ from polyroute.select import read_subnetwork
 
 log = logging.getLogger(__name__)
 
-# config key -> TrainSettings field, for the keys whose names differ
-_RENAMED = {"checkpoint_every": "checkpoint_interval"}
 # config keys that are not training-loop settings (the subnetwork file or the launcher use them)
 _NOT_LOOP = {"methods", "gpus", "train_routers"}
 
 
 def loop_settings(training: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, Any]:
     """The training loop's settings from the config's `training` and `model` sections."""
-    settings = {_RENAMED.get(key, key): value for key, value in training.items() if key not in _NOT_LOOP}
-    settings["dtype"] = model.get("dtype", "auto")
-    settings["trust_remote_code"] = model.get("trust_remote_code", False)
+    settings = {key: value for key, value in training.items() if key not in _NOT_LOOP}
+    settings["dtype"] = model["dtype"]
+    settings["trust_remote_code"] = model["trust_remote_code"]
     return settings
 
 
@@ -60,7 +58,7 @@ def train_subnetwork(*, model: Mapping[str, Any], subnetwork: str | os.PathLike,
     work = Path(f"{out}.partial")
     log.info("%s/%s: %d experts, %d texts, work dir %s", sub["method"], sub["target"], len(sub["experts"]),
              len(texts), work)
-    if settings.get("gpus", 1) > 1:
+    if settings["gpus"] > 1:
         _launch(settings["gpus"], model["id"], subnetwork, texts, work, options)
     else:
         from polyroute.train.loop import train_subnetwork as run_loop

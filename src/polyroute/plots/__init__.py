@@ -1,5 +1,5 @@
-"""Figures of routing statistics (matplotlib, no torch): each function takes a statistics dataset and
-options, writes <out>.png and <out>.svg atomically and returns their paths.
+"""Figures (matplotlib, no torch). Of routing statistics: each function takes a statistics dataset and
+options, writes <out>.png and <out>.svg atomically and returns their paths. Of training: `plot_loss`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import xarray as xr
 from polyroute.plots.depth import plot_by_depth
 from polyroute.plots.experts import expert_class_counts, plot_expert_classes, plot_isolation
 from polyroute.plots.heatmaps import plot_activation, plot_rise_maps, plot_similarity
+from polyroute.plots.training import plot_loss
 from polyroute.plots.vocabulary import plot_vocabulary
 
 __all__ = [
     "plot_all", "plot_by_depth", "plot_similarity", "plot_activation", "plot_rise_maps",
-    "plot_expert_classes", "expert_class_counts", "plot_isolation", "plot_vocabulary", "FIGURES",
+    "plot_expert_classes", "expert_class_counts", "plot_isolation", "plot_vocabulary", "plot_loss", "FIGURES",
 ]
 
 # figure name -> caption file in workflow/report/ (same stem)

@@ -16,7 +16,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from polyroute.atomic import atomic_write_bytes
-from polyroute.stats.correlation import depth_zones
+from polyroute.stats.zones import depth_zones
 
 FORMATS = ("png", "svg")
 ZONE_SHADES = {"shallow": "#dbe9f6", "middle": "#f3f3f3", "deep": "#fde0c5"}

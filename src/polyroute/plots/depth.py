@@ -17,7 +17,7 @@ from polyroute.plots._common import (
     shade_zones,
     spread_labels,
 )
-from polyroute.stats.correlation import depth_zones
+from polyroute.stats.zones import depth_zones
 
 TITLES = {
     "divergence": ("Routing divergence from {ref} across depth", "entropy-normalised JSD from {ref}"),

@@ -10,7 +10,7 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
 from polyroute.plots._common import check_languages, expert_axis, layer_ticks, new_figure, require, save, tick_fontsize
-from polyroute.stats.correlation import depth_zones
+from polyroute.stats.zones import depth_zones
 
 
 def cluster_order(sim: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ import numpy as np
 import xarray as xr
 
 from polyroute.plots._common import new_figure, require, save
-from polyroute.stats.correlation import ZONES, depth_zones, pair_correlation
+from polyroute.stats.correlation import pair_correlation
+from polyroute.stats.zones import ZONE_NAMES, depth_zones
 
 
 def plot_vocabulary(stats: xr.Dataset, out: str | os.PathLike) -> list[str]:
@@ -35,5 +36,5 @@ def plot_vocabulary(stats: xr.Dataset, out: str | os.PathLike) -> list[str]:
         ax.set_xlabel("vocabulary overlap (shared token mass)")
     axes[0].set_ylabel("routing similarity (mean over layer group)")
     fig.suptitle("Routing similarity vs vocabulary overlap of language pairs")
-    assert set(zones) <= set(ZONES)
+    assert set(zones) <= set(ZONE_NAMES)
     return save(fig, out)

@@ -8,8 +8,8 @@ is synchronised per token: the padding mask and token positions are built on the
 and per-sequence / per-token arrays go to pinned host memory with non-blocking copies.
 
 A `RoutingPass` walks the shard in windows of consecutive sequences (batched longest first inside each)
-and hands each finished window out in the given order: `polyroute.routing.stream` appends it to the
-store at once, `extract_shard` collects them in memory.
+and hands each finished window (a `polyroute.routing.records.RoutingWindow`) out in the given order;
+`polyroute.routing.stream` writes them to a store or joins them in memory.
 """
 
 from __future__ import annotations
@@ -28,9 +28,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from polyroute.models.adapter import MoEAdapter
-from polyroute.routing.arrays import ShardRouting
+from polyroute.routing.records import RoutingWindow, expert_id_dtype
 
 log = logging.getLogger(__name__)
+
+# torch dtype that carries the stored id dtype on the device (int16 bits are viewed as uint16 on the host)
+_DEVICE_ID_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.int16}
 
 
 def detect_output_kind(first: torch.Tensor, top_k: int) -> str:
@@ -73,7 +76,8 @@ class RoutingCapture:
         self.device = next(model.parameters()).device
         # the decoder alone: routing needs no vocabulary projection, so the LM head's cost is skipped
         self.decoder = getattr(model, "model", model)
-        self.id_dtype = torch.uint8 if self.E <= 256 else torch.int16  # int16 viewed as uint16 on the host
+        self.id_dtype = expert_id_dtype(self.E)
+        self._device_id_dtype = _DEVICE_ID_DTYPES[self.id_dtype]
         # [G, L, 3E] float64 on the device: count | gate_sum | prob_sum, committed per successful batch
         self.totals = torch.zeros(num_languages, self.L, 3 * self.E, dtype=torch.float64, device=self.device)
         self.output_kind = adapter.router_output_kind  # "auto" is resolved on the first batch
@@ -140,7 +144,7 @@ class RoutingCapture:
         # per-sequence sums over real tokens: [B, 1, T] @ [B, T, 3E]
         b.sums[:, j, :] = torch.bmm(b.valid.view(rows, 1, b.seq_len), table.view(rows, b.seq_len, 3 * E)).squeeze(1)
         if b.positions is not None:
-            b.ids[:, j, :] = ids.index_select(0, b.positions).to(self.id_dtype)
+            b.ids[:, j, :] = ids.index_select(0, b.positions).to(self._device_id_dtype)
             b.weights[:, j, :] = used.index_select(0, b.positions).to(torch.float16)
 
     # --- batches -------------------------------------------------------------------------------
@@ -158,7 +162,7 @@ class RoutingCapture:
             is_pad=(mask_flat == 0).unsqueeze(1).to(self.device, non_blocking=True),
             positions=positions,
             sums=torch.zeros(B, self.L, 3 * self.E, dtype=torch.float32, device=self.device),
-            ids=torch.empty(n, self.L, self.k, dtype=self.id_dtype, device=self.device) if self.per_token else None,
+            ids=torch.empty(n, self.L, self.k, dtype=self._device_id_dtype, device=self.device) if self.per_token else None,
             weights=torch.empty(n, self.L, self.k, dtype=torch.float16, device=self.device) if self.per_token else None,
         )
         # positions from the mask, so left padding gives the same positions as right padding
@@ -229,12 +233,10 @@ def _pad(token_ids: list[list[int]], rows: list[int], pad_id: int, side: str) ->
     return ids, mask
 
 
-def validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length) -> None:
+def validate_inputs(texts, languages_of_texts, languages, batch_tokens, max_length) -> None:
     """One-line errors for inputs that do not fit together, before any model work."""
-    n = len(texts)
-    for name, values in (("languages_of_texts", languages_of_texts), ("seq_ids", seq_ids), ("parallel_ids", parallel_ids)):
-        if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} entries for {n} texts")
+    if len(languages_of_texts) != len(texts):
+        raise ValueError(f"languages_of_texts has {len(languages_of_texts)} entries for {len(texts)} texts")
     unknown = sorted(set(languages_of_texts) - set(languages))
     if unknown:
         raise ValueError(f"languages_of_texts has languages not in `languages`: {unknown}")
@@ -242,20 +244,6 @@ def validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages,
         raise ValueError(f"languages has duplicates: {languages}")
     if batch_tokens < 1 or max_length < 1:
         raise ValueError(f"batch_tokens={batch_tokens} and max_length={max_length} must be positive")
-
-
-@dataclass
-class RoutingWindow:
-    """Routing of consecutive sequences ``start .. start + s`` of a shard, in the given order."""
-
-    start: int
-    seq_tokens: np.ndarray  # [s] int64
-    seq_count: np.ndarray  # [s, L, E] float32
-    seq_prob_sum: np.ndarray  # [s, L, E] float32
-    expert_ids: np.ndarray | None = None  # [n, L, k] uint8 (E <= 256) or uint16
-    expert_weights: np.ndarray | None = None  # [n, L, k] float16
-    token_id: np.ndarray | None = None  # [n] int32
-    token_sequence: np.ndarray | None = None  # [n] int64: index into the shard's sequences
 
 
 @functools.cache
@@ -302,6 +290,7 @@ class RoutingPass:
                  languages_of_texts: list[str], *, languages: list[str], batch_tokens: int = 8192,
                  max_length: int = 512, per_token: bool = False, window_tokens: int | None = None,
                  progress: bool = False) -> None:
+        validate_inputs(texts, languages_of_texts, languages, batch_tokens, max_length)
         self.token_ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
         self.lengths = np.array([len(t) for t in self.token_ids], dtype=np.int64)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
@@ -315,10 +304,6 @@ class RoutingPass:
         self.progress = progress
         self.capture = RoutingCapture(model, adapter, len(self.languages), per_token=per_token)
         self._totals: np.ndarray | None = None
-
-    @property
-    def id_dtype(self) -> type:
-        return np.uint8 if self.capture.E <= 256 else np.uint16
 
     def windows(self) -> Iterator[RoutingWindow]:
         from tqdm.auto import tqdm
@@ -386,11 +371,11 @@ class RoutingPass:
         if not self.per_token:
             return out
         if done:
-            ids = np.concatenate([d[2].numpy().view(self.id_dtype) for d in done])
+            ids = np.concatenate([d[2].numpy().view(self.capture.id_dtype) for d in done])
             weights = np.concatenate([d[3].numpy() for d in done])
             batch_rows = np.concatenate([np.asarray(d[0], dtype=np.int64) for d in done]) - window.start
         else:
-            ids, weights = np.zeros((0, L, k), self.id_dtype), np.zeros((0, L, k), np.float16)
+            ids, weights = np.zeros((0, L, k), self.capture.id_dtype), np.zeros((0, L, k), np.float16)
             batch_rows = np.zeros(0, np.int64)
         # where each sequence's tokens start in the batch order, then gather in the given order
         start = np.zeros(s, dtype=np.int64)
@@ -413,70 +398,3 @@ class RoutingPass:
         tokens = np.bincount(self.lang_index, weights=self.lengths, minlength=G).astype(np.int64)
         return {"count": np.rint(t[:, :, :E]).astype(np.int64), "gate_sum": t[:, :, E : 2 * E].astype(np.float64),
                 "prob_sum": t[:, :, 2 * E :].astype(np.float64), "tokens": tokens}
-
-
-def extract_shard(
-    model: nn.Module,
-    tokenizer,
-    adapter: MoEAdapter,
-    texts: list[str],
-    languages_of_texts: list[str],
-    seq_ids,
-    parallel_ids,
-    *,
-    languages: list[str],
-    batch_tokens: int = 8192,
-    max_length: int = 512,
-    per_token: bool = False,
-    window_tokens: int | None = None,
-    progress: bool = False,
-) -> ShardRouting:
-    """Route every text through `model` and return the shard's routing in memory, sequences in the given order.
-
-    Batches hold at most `batch_tokens` padded tokens, longest sequences first; a batch that runs out of
-    memory is halved and retried. Padding never counts. Checks the count invariant before returning.
-    (`polyroute.pipeline.routing` streams a `RoutingPass` to the store instead of holding it.)"""
-    validate_inputs(texts, languages_of_texts, seq_ids, parallel_ids, languages, batch_tokens, max_length)
-    routing_pass = RoutingPass(model, tokenizer, adapter, texts, languages_of_texts, languages=languages,
-                               batch_tokens=batch_tokens, max_length=max_length, per_token=per_token,
-                               window_tokens=window_tokens, progress=progress)
-    windows = list(routing_pass.windows())
-    result = shard_routing(routing_pass, seq_ids, parallel_ids, languages_of_texts, windows,
-                           routing_pass.aggregates())
-    result.check_invariant()
-    return result
-
-
-def empty_shard(routing_pass: RoutingPass) -> ShardRouting:
-    """A shard of the pass's shape with no sequences and zero sums: the template a streamed store
-    is written from before the windows arrive."""
-    G, L, E = len(routing_pass.languages), routing_pass.capture.L, routing_pass.capture.E
-    zeros = {"count": np.zeros((G, L, E), np.int64), "gate_sum": np.zeros((G, L, E)),
-             "prob_sum": np.zeros((G, L, E)), "tokens": np.zeros(G, np.int64)}
-    return shard_routing(routing_pass, [], [], [], [], zeros)
-
-
-def shard_routing(routing_pass: RoutingPass, seq_ids, parallel_ids, languages_of_texts,
-                  windows: list[RoutingWindow], aggregates: dict[str, np.ndarray]) -> ShardRouting:
-    """A ShardRouting of the pass's shape from `aggregates` and the sequences of `windows`."""
-    cap = routing_pass.capture
-    E, L, k = cap.E, cap.L, cap.k
-
-    def joined(name: str, empty: np.ndarray) -> np.ndarray:
-        return np.concatenate([getattr(w, name) for w in windows]) if windows else empty
-
-    result = ShardRouting(
-        languages=list(routing_pass.languages), layers=list(cap.adapter.moe_layers), num_experts=E, top_k=k,
-        **aggregates,
-        seq_id=np.asarray(seq_ids, dtype=str), seq_language=np.asarray(languages_of_texts, dtype=str),
-        seq_parallel_id=np.asarray(parallel_ids, dtype=str),
-        seq_tokens=joined("seq_tokens", np.zeros(0, np.int64)),
-        seq_count=joined("seq_count", np.zeros((0, L, E), np.float32)),
-        seq_prob_sum=joined("seq_prob_sum", np.zeros((0, L, E), np.float32)),
-    )
-    if routing_pass.per_token:
-        result.expert_ids = joined("expert_ids", np.zeros((0, L, k), routing_pass.id_dtype))
-        result.expert_weights = joined("expert_weights", np.zeros((0, L, k), np.float16))
-        result.token_id = joined("token_id", np.zeros(0, np.int32))
-        result.token_sequence = joined("token_sequence", np.zeros(0, np.int64))
-    return result

@@ -41,7 +41,7 @@ import xarray as xr
 import zarr
 
 from polyroute.atomic import atomic_dir, read_marker, utc_now, write_marker
-from polyroute.routing.arrays import ShardRouting
+from polyroute.routing.records import ShardRouting, check_counts, expert_id_dtype
 
 STORE_FORMAT = "polyroute-store/1"
 AGGREGATES = ("count", "gate_sum", "prob_sum", "tokens")
@@ -123,7 +123,7 @@ def to_dataset(shard: ShardRouting, attrs: Mapping[str, Any]) -> xr.Dataset:
     if any(a is not None for a in per_token):
         N = int(tokens.sum())
         ids = _expect_shape("expert_ids", shard.expert_ids, (N, L, k))
-        id_dtype = np.uint8 if E <= 256 else np.uint16
+        id_dtype = expert_id_dtype(E)
         if ids.size and (ids.min() < 0 or ids.max() >= E):
             raise ValueError(f"expert_ids must lie in [0, {E}), got range [{ids.min()}, {ids.max()}]")
         tseq = _expect_shape("token_sequence", shard.token_sequence, (N,)).astype(np.int64, copy=False)
@@ -187,16 +187,9 @@ def check_store_invariant(ds: xr.Dataset) -> None:
     ``sum_i count[g, l, i] == k * tokens[g]`` for every language and layer; when present, the sequences'
     tokens sum to the languages' tokens and there is one per-token row per counted token.
     """
-    k = int(ds.attrs["top_k"])
-    per_layer = ds["count"].sum("expert").values
+    check_counts(ds["count"].transpose("language", "layer", "expert").values, ds["tokens"].values,
+                 int(ds.attrs["top_k"]), [str(g) for g in ds.language.values], ds.layer.values)
     tokens = ds["tokens"].values
-    bad = np.argwhere(per_layer != k * tokens[:, None])
-    if bad.size:
-        g, l = bad[0]
-        raise ValueError(
-            f"routing invariant broken: language {ds.language.values[g]} layer {int(ds.layer.values[l])} "
-            f"counts {int(per_layer[g, l])} expert choices for {int(tokens[g])} tokens x k={k}"
-        )
     if "seq_tokens" in ds and int(ds["seq_tokens"].sum()) != int(tokens.sum()):
         raise ValueError(f"seq_tokens sum to {int(ds['seq_tokens'].sum())}, tokens to {int(tokens.sum())}")
     if "token" in ds.sizes and ds.sizes["token"] != int(tokens.sum()):

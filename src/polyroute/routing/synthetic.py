@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from polyroute.routing.arrays import ShardRouting
+from polyroute.routing.records import ShardRouting
 
 
-def synthetic_routing(
+def synthetic_shard(
     seed: int = 0,
     languages: Sequence[str] = ("eng_Latn", "fra_Latn", "zho_Hans"),
     seqs_per_language: int = 4,

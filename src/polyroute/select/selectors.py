@@ -1,8 +1,12 @@
 """Selectors (METHODS section 5): routing statistics -> a subnetwork dict, through one registry.
 
-Adding a selector is one function decorated with `@register(name, defaults)`; `select()` validates
-the method, the settings (unknown keys are errors), the target and the routing store against the
-model before calling it, then counts the parameters the selection makes trainable.
+Adding a selector is one function decorated with `@register(name, settings)`, naming the settings it
+reads; their defaults come from the config schema (`polyroute.config.schema_defaults`): the
+selector's own section of `selection.methods`, then `stats` (run-level statistics settings), then
+`training.train_routers`; `languages` and `reference_language` default to None (all routed languages,
+none). `select()` validates the method, the settings (unknown keys are errors), the target and the
+routing store against the model before calling it, then counts the parameters the selection makes
+trainable.
 
 Each selector receives a `Context` and returns `Picked`. Choices documented here and tested:
 - rise: candidates are experts the target routes to at least once (others get no gradient from
@@ -22,7 +26,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from polyroute.select.params import ParamCounts
+from polyroute.config import schema_defaults
+from polyroute.models.info import ModelInfo
 from polyroute.select.zones import allocate, default_budget, normalise_split
 from polyroute.stats.zones import rise_zones
 from polyroute.stats.distributions import frequency
@@ -44,21 +49,21 @@ Pair = tuple[int, int]
 
 @dataclass(frozen=True)
 class Context:
-    """What a selector may read: the routing aggregates, the target, resolved settings, the model."""
+    """What a selector may read: the routing store, the target, resolved settings, the model."""
 
     method: str
-    stats: xr.Dataset | None
+    routing: xr.Dataset | None  # the routing store (count, tokens, gate_sum)
     target: str
     settings: Mapping[str, Any]
-    info: ParamCounts
+    info: ModelInfo
     languages: tuple[str, ...] = ()
 
     def counts(self) -> tuple[xr.DataArray, xr.DataArray]:
         """count (language, layer, expert) and tokens (language) over the configured languages."""
-        assert self.stats is not None
+        assert self.routing is not None
         langs = list(self.languages)
-        count = self.stats["count"].sel(language=langs).transpose("language", "layer", "expert")
-        return count, self.stats["tokens"].sel(language=langs)
+        count = self.routing["count"].sel(language=langs).transpose("language", "layer", "expert")
+        return count, self.routing["tokens"].sel(language=langs)
 
     def frequency(self) -> xr.DataArray:
         return frequency(*self.counts())
@@ -87,25 +92,54 @@ class Picked:
 
 @dataclass(frozen=True)
 class SelectorSpec:
+    name: str
     func: Callable[[Context], Picked]
-    defaults: Mapping[str, Any]
+    settings: tuple[str, ...]  # the settings the selector reads, in the order its file records them
     needs_stats: bool
+    borrows: Mapping[str, str]  # setting -> the method whose section of selection.methods holds it
+
+    @property
+    def stats_keys(self) -> tuple[str, ...]:
+        """The run-level `stats` settings this selector reads."""
+        return tuple(key for key in self.settings if key in schema_defaults("stats") and key not in self.own_keys)
+
+    @property
+    def own_keys(self) -> tuple[str, ...]:
+        """The settings of the selector's own section of `selection.methods` in the config."""
+        return tuple(schema_defaults("selection", "methods", self.name))
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every setting's default, from the config schema (see the module docstring)."""
+        sources = [schema_defaults("selection", "methods", self.name), schema_defaults("stats"),
+                   {"train_routers": schema_defaults("training")["train_routers"]}, LIBRARY_DEFAULTS]
+        out = {}
+        for key in self.settings:
+            if key in self.borrows:
+                out[key] = schema_defaults("selection", "methods", self.borrows[key])[key]
+                continue
+            out[key] = next(source[key] for source in sources if key in source)
+        return out
 
 
 REGISTRY: dict[str, SelectorSpec] = {}
 
+# Settings outside the config (Python API only): the languages compared (None = every routed
+# language) and the reference language (the workflow passes the config's).
+LIBRARY_DEFAULTS: dict[str, Any] = {"languages": None, "reference_language": None}
 # Settings every statistics-driven selector accepts.
-STATS_COMMON: dict[str, Any] = {"languages": None, "train_routers": False}
-RISE_DEFAULTS: dict[str, Any] = {"budget": None, "split": [0.35, 0.25]}
+STATS_COMMON = ("languages", "train_routers")
 
 
-def register(name: str, defaults: Mapping[str, Any], needs_stats: bool = True) -> Callable:
-    """Decorator adding a selector under `name` with its default settings."""
+def register(name: str, settings: Sequence[str], needs_stats: bool = True,
+             borrows: Mapping[str, str] | None = None) -> Callable:
+    """Decorator adding a selector under `name` that reads `settings` (defaults from the schema)."""
 
     def deco(func: Callable[[Context], Picked]) -> Callable[[Context], Picked]:
         if name in REGISTRY:
             raise ValueError(f"selector {name!r} is registered twice")
-        REGISTRY[name] = SelectorSpec(func, dict(defaults), needs_stats)
+        REGISTRY[name] = SelectorSpec(name, func, tuple(settings), needs_stats, dict(borrows or {}))
+        REGISTRY[name].defaults  # noqa: B018 - a setting without a default anywhere fails at import
         return func
 
     return deco
@@ -142,7 +176,7 @@ class _ZonePlan:
         return {n: {"layers": layers, "selected": c} for (n, layers), c in zip(self.zones, self.counts)}
 
 
-def _rise_plan(ctx: Context) -> _ZonePlan:
+def _rise_plan(ctx: Context, alpha: float) -> _ZonePlan:
     info, target = ctx.info, ctx.target
     total = info.total_experts
     layers = list(info.moe_layers)
@@ -159,7 +193,7 @@ def _rise_plan(ctx: Context) -> _ZonePlan:
     if budget > total:
         raise ValueError(f"{ctx.method}.budget={budget} exceeds the model's {total} experts")
     freq = ctx.frequency().sel(layer=layers).transpose("language", "layer", "expert")
-    scores = rise_scores(freq, target, float(ctx.settings.get("alpha", 10.0)))
+    scores = rise_scores(freq, target, alpha)
     used = freq.sel(language=target).values > 0
     candidates = []
     for zone in zone_pos:
@@ -176,18 +210,19 @@ def _rise_plan(ctx: Context) -> _ZonePlan:
     return _ZonePlan(budget, zones, candidates, counts)
 
 
-@register("rise", {**STATS_COMMON, **RISE_DEFAULTS, "alpha": 10.0})
+@register("rise", (*STATS_COMMON, "budget", "split", "alpha"))
 def _rise(ctx: Context) -> Picked:
     """RISE tripartite: top Spec in shallow and deep zones, top Ovlp in the middle zone."""
-    plan = _rise_plan(ctx)
+    plan = _rise_plan(ctx, float(ctx.settings["alpha"]))
     experts = [(l, e) for cand, n in zip(plan.candidates, plan.counts) for _, l, e in cand[:n]]
     return Picked(sorted(experts), plan.budget, bool(ctx.settings["train_routers"]), derived={"zones": plan.record()})
 
 
-@register("random", {**STATS_COMMON, **RISE_DEFAULTS, "seed": 0})
+@register("random", (*STATS_COMMON, "budget", "split", "seed"), borrows={"budget": "rise", "split": "rise"})
 def _random(ctx: Context) -> Picked:
     """Baseline: RISE's budget and per-zone counts, experts drawn uniformly within each zone."""
-    plan = _rise_plan(ctx)
+    # the zone counts depend on which scores are positive, which no alpha >= 0 changes
+    plan = _rise_plan(ctx, schema_defaults("selection", "methods", "rise")["alpha"])
     rng = np.random.default_rng(_check_int(ctx, "seed", 0))
     experts: list[Pair] = []
     for (_, zone_layers), n in zip(plan.zones, plan.counts):
@@ -198,7 +233,7 @@ def _random(ctx: Context) -> Picked:
 
 # ---------------------------------------------------------------- Chen, Khandelwal, ESFT
 
-CHEN_DEFAULTS = {**STATS_COMMON, "affinity_top_m": 15, "exclusive_threshold": 0.4, "layers": None}
+CHEN_SETTINGS = (*STATS_COMMON, "affinity_top_m", "exclusive_threshold", "layers")
 
 
 def _chen(ctx: Context, code: int) -> Picked:
@@ -208,31 +243,20 @@ def _chen(ctx: Context, code: int) -> Picked:
     return Picked(experts, len(experts), bool(ctx.settings["train_routers"]))
 
 
-@register("chen-exclusive", CHEN_DEFAULTS)
+@register("chen-exclusive", CHEN_SETTINGS)
 def _chen_exclusive(ctx: Context) -> Picked:
     """Chen: experts exclusive to the target (W > theta)."""
     return _chen(ctx, EXCLUSIVE)
 
 
-@register("chen-shared", CHEN_DEFAULTS)
+@register("chen-shared", CHEN_SETTINGS)
 def _chen_shared(ctx: Context) -> Picked:
     """Chen: experts the target uses that are exclusive to no language."""
     return _chen(ctx, SHARED)
 
 
-@register(
-    "last-layer",
-    {
-        **STATS_COMMON,
-        "n": 2,
-        "shared": True,
-        "parent": None,
-        "language_gap": 0.01,
-        "shared_top": 5,
-        "high_resource": [],
-        "reference_language": None,
-    },
-)
+@register("last-layer", (*STATS_COMMON, "n", "shared", "parent", "language_gap", "shared_top", "high_resource",
+                        "reference_language"))
 def _last_layer(ctx: Context) -> Picked:
     """Khandelwal SEFT (shared=False) / SSFT (shared=True) in the last n MoE layers."""
     n = _check_int(ctx, "n", 1)
@@ -255,13 +279,13 @@ def _last_layer(ctx: Context) -> Picked:
     return Picked(sorted(experts), len(experts), bool(ctx.settings["train_routers"]))
 
 
-@register("esft", {**STATS_COMMON, "top_p": 0.2, "score": "gate", "layers": None})
+@register("esft", (*STATS_COMMON, "top_p", "score", "layers"))
 def _esft(ctx: Context) -> Picked:
     """ESFT: per layer, experts by decreasing mean gate weight (or token share) until top_p is covered."""
-    if ctx.settings["score"] == "gate" and "gate_sum" not in ctx.stats:
+    if ctx.settings["score"] == "gate" and "gate_sum" not in ctx.routing:
         raise ValueError(f"{ctx.method}.score='gate' needs gate_sum in the routing store")
     count, tokens = ctx.counts()
-    gate_sum = ctx.stats["gate_sum"].sel(language=list(ctx.languages)) if "gate_sum" in ctx.stats else None
+    gate_sum = ctx.routing["gate_sum"].sel(language=list(ctx.languages)) if "gate_sum" in ctx.routing else None
     mask = esft_gate_selection(gate_sum, count, tokens, ctx.target, float(ctx.settings["top_p"]), ctx.settings["score"])
     experts = _mask_pairs(mask, ctx.layer_window())
     return Picked(experts, len(experts), bool(ctx.settings["train_routers"]))
@@ -270,7 +294,7 @@ def _esft(ctx: Context) -> Picked:
 # ---------------------------------------------------------------- baselines without statistics
 
 
-@register("all-experts", {"layers": None, "train_routers": False}, needs_stats=False)
+@register("all-experts", ("layers", "train_routers"), needs_stats=False)
 def _all_experts(ctx: Context) -> Picked:
     """Every expert of the given MoE layers (None = the last MoE layer)."""
     layers = ctx.layer_window() if ctx.settings["layers"] is not None else [ctx.info.moe_layers[-1]]
@@ -278,14 +302,14 @@ def _all_experts(ctx: Context) -> Picked:
     return Picked(experts, len(experts), bool(ctx.settings["train_routers"]))
 
 
-@register("full", {}, needs_stats=False)
+@register("full", (), needs_stats=False)
 def _full(ctx: Context) -> Picked:
     """Full fine-tuning: every parameter ("*" in extra_modules)."""
     experts = [(l, e) for l in ctx.info.moe_layers for e in range(ctx.info.num_experts)]
     return Picked(experts, len(experts), True, ["*"])
 
 
-@register("none", {}, needs_stats=False)
+@register("none", (), needs_stats=False)
 def _none(ctx: Context) -> Picked:
     """Nothing trainable: the base model as a subnetwork."""
     return Picked([], 0)
@@ -304,22 +328,22 @@ def _resolve(method: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
     return {**defaults, **(settings or {})}
 
 
-def _check_store(method: str, stats: xr.Dataset, info: ParamCounts) -> None:
-    missing = [v for v in ("count", "tokens") if v not in stats]
+def _check_store(method: str, routing: xr.Dataset, info: ModelInfo) -> None:
+    missing = [v for v in ("count", "tokens") if v not in routing]
     if missing:
         raise ValueError(f"{method}: routing store lacks {missing}")
-    layers = [int(x) for x in stats["layer"].values]
+    layers = [int(x) for x in routing["layer"].values]
     if layers != list(info.moe_layers):
         raise ValueError(f"{method}: routing store layers {layers} differ from the model's MoE layers {list(info.moe_layers)}")
-    if stats.sizes["expert"] != info.num_experts:
-        raise ValueError(f"{method}: routing store has {stats.sizes['expert']} experts per layer, the model {info.num_experts}")
-    tokens = np.asarray(stats["tokens"].values)
+    if routing.sizes["expert"] != info.num_experts:
+        raise ValueError(f"{method}: routing store has {routing.sizes['expert']} experts per layer, the model {info.num_experts}")
+    tokens = np.asarray(routing["tokens"].values)
     if (tokens <= 0).any():
-        raise ValueError(f"{method}: language(s) {list(np.asarray(stats['language'].values)[tokens <= 0])} have no tokens")
+        raise ValueError(f"{method}: language(s) {list(np.asarray(routing['language'].values)[tokens <= 0])} have no tokens")
 
 
-def _languages(method: str, stats: xr.Dataset, target: str, wanted: Sequence[str] | None) -> tuple[str, ...]:
-    known = [str(g) for g in stats["language"].values]
+def _languages(method: str, routing: xr.Dataset, target: str, wanted: Sequence[str] | None) -> tuple[str, ...]:
+    known = [str(g) for g in routing["language"].values]
     langs = [str(g) for g in wanted] if wanted is not None else known
     bad = [g for g in langs if g not in known]
     if bad or len(set(langs)) != len(langs) or not langs:
@@ -341,15 +365,15 @@ def _jsonable(x: Any) -> Any:
 
 def select(
     method: str,
-    stats_inputs: xr.Dataset | None,
+    routing: xr.Dataset | None,
     *,
     target: str,
     settings: Mapping[str, Any] | None = None,
-    model_info: ParamCounts,
+    model_info: ModelInfo,
 ) -> dict[str, Any]:
     """Run selector `method` for `target` and return the subnetwork dict (DESIGN.md contract).
 
-    `stats_inputs` is the routing store (count, tokens, and gate_sum for esft) or None for the
+    `routing` is the routing store (count, tokens, and gate_sum for esft) or None for the
     selectors that need none (all-experts, full, none). Settings not given take the selector's
     defaults (REGISTRY[method].defaults); unknown ones are errors.
     """
@@ -358,14 +382,14 @@ def select(
     if not isinstance(target, str) or not target:
         raise ValueError(f"{method}: target={target!r} must be a language code")
     languages: tuple[str, ...] = ()
-    if stats_inputs is not None:
-        _check_store(method, stats_inputs, model_info)
-        languages = _languages(method, stats_inputs, target, resolved.get("languages"))
+    if routing is not None:
+        _check_store(method, routing, model_info)
+        languages = _languages(method, routing, target, resolved.get("languages"))
         if "languages" in resolved:
             resolved["languages"] = list(languages)
     elif spec.needs_stats:
         raise ValueError(f"{method}: needs the routing store (count, tokens)")
-    picked = spec.func(Context(method, stats_inputs, target, resolved, model_info, languages))
+    picked = spec.func(Context(method, routing, target, resolved, model_info, languages))
 
     experts = sorted(set(picked.experts))
     if picked.extra_modules == ["*"]:

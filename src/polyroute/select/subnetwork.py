@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from polyroute.select.params import ParamCounts
+from polyroute.models.info import ModelInfo
 
 KEYS = (
     "method",
@@ -30,7 +30,7 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def validate_subnetwork(d: Mapping[str, Any], info: ParamCounts | None = None) -> None:
+def validate_subnetwork(d: Mapping[str, Any], info: ModelInfo | None = None) -> None:
     """Raise a one-line ValueError naming the first key that breaks the contract.
 
     With `info`, also check the experts exist in that model and params_total matches it.
@@ -95,7 +95,7 @@ def write_subnetwork(d: Mapping[str, Any], path: str | os.PathLike[str]) -> Path
     return path
 
 
-def read_subnetwork(path: str | os.PathLike[str], info: ParamCounts | None = None) -> dict[str, Any]:
+def read_subnetwork(path: str | os.PathLike[str], info: ModelInfo | None = None) -> dict[str, Any]:
     """Read and validate a subnetwork file; errors name the file."""
     try:
         d = json.loads(Path(path).read_text(encoding="utf-8"))

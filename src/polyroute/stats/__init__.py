@@ -6,12 +6,13 @@ importable one by one for notebooks.
 
 from polyroute.stats.compute import compute_stats, tables, write_tables
 from polyroute.stats.consistency import routing_consistency
-from polyroute.stats.correlation import depth_zones, pair_correlation, score_correlation
+from polyroute.stats.correlation import pair_correlation, score_correlation
 from polyroute.stats.distributions import frequency, hard_distribution, sequence_distributions, soft_distribution
 from polyroute.stats.information import divergence_from_reference, entropy, jsd, similarity, specialisation
 from polyroute.stats.isolation import top_expert_overlap
 from polyroute.stats.parallel import divergence_parallel
 from polyroute.stats.vocabulary import vocabulary_overlap, vocabulary_similarity_correlation
+from polyroute.stats.zones import depth_zones
 
 __all__ = [
     "compute_stats", "tables", "write_tables", "routing_consistency", "depth_zones", "pair_correlation",

@@ -1,4 +1,4 @@
-"""Correlations (Pearson and Spearman, with n) and the RISE depth zones used to pick middle layers."""
+"""Correlations (Pearson and Spearman, with n); the middle layers come from the RISE depth zones."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ import numpy as np
 import xarray as xr
 from scipy import stats as sps
 
-from polyroute.stats.zones import ZONE_NAMES, rise_zones
+from polyroute.stats.zones import depth_zones
 
-ZONES = ZONE_NAMES
 STATISTICS = ("pearson_r", "pearson_p", "spearman_rho", "spearman_p", "n")
-
-
-def depth_zones(n_layers: int) -> dict[str, range]:
-    """RISE zones over MoE layer positions, as name -> range (see `polyroute.stats.zones`)."""
-    return {zone.name: zone.positions for zone in rise_zones(n_layers)}
 
 
 def pair_correlation(x: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -81,7 +81,7 @@ def overlap(freq: xr.DataArray) -> xr.DataArray:
     return out.rename("overlap")
 
 
-def rise_scores(freq: xr.DataArray, target: str, alpha: float = 10.0) -> xr.Dataset:
+def rise_scores(freq: xr.DataArray, target: str, alpha: float) -> xr.Dataset:
     """RISE composite scores: spec = S (1 + alpha a[target]), ovlp = O (1 + alpha abar), dims (layer, expert)."""
     if not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha={alpha!r} must be a finite number >= 0")

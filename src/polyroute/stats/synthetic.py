@@ -16,7 +16,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def synthetic_routing(
+def synthetic_store(
     n_languages: int = 6,
     n_layers: int = 8,
     n_experts: int = 16,

@@ -38,3 +38,8 @@ def rise_zones(n_layers: int, bounds: Sequence[float] = ZONE_BOUNDS) -> list[Zon
     if not (0 <= b1 <= b2 <= n_layers):
         raise ValueError(f"zone bounds {list(bounds)} must satisfy 0 <= shallow <= middle <= 1")
     return [Zone("shallow", 0, b1), Zone("middle", b1, b2), Zone("deep", b2, n_layers)]
+
+
+def depth_zones(n_layers: int) -> dict[str, range]:
+    """The RISE zones as name -> range of MoE layer positions."""
+    return {zone.name: zone.positions for zone in rise_zones(n_layers)}

@@ -3,7 +3,7 @@
 One code path for 1..N processes: started by the ``deepspeed`` launcher (or torchrun) it reads
 RANK/WORLD_SIZE from the environment; started as a plain process it runs as a world of one.
 Checkpoints (``out_dir/checkpoints``, DeepSpeed's own format, trainable state only) are written every
-``checkpoint_interval`` steps and a rerun resumes from the latest: the data of step ``s`` depends only
+``checkpoint_every`` steps and a rerun resumes from the latest: the data of step ``s`` depends only
 on (seed, s), so a resumed run ends where an uninterrupted one does.
 """
 
@@ -23,7 +23,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from polyroute.atomic import MARKER_NAME, atomic_write_bytes, atomic_write_json, atomic_write_text, write_marker
+from polyroute.atomic import MARKER_NAME, atomic_write_json, atomic_write_text, write_marker
+from polyroute.plots.training import plot_loss
 from polyroute.train.artifacts import save_delta
 from polyroute.train.data import BatchOrder, collate, lr_factor, tokenize_texts
 from polyroute.train.delta import attach_deltas, count_delta_elements, delta_parameters
@@ -124,49 +125,41 @@ def _write_log_csv(path: Path, rows: list[dict[str, float]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _write_loss_png(path: Path, rows: list[dict[str, float]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (causal LM)")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _get_adapter(model: nn.Module) -> Any:
     from polyroute.models import get_adapter
 
     return get_adapter(model)
 
 
-def train_subnetwork(model_path: str | os.PathLike, subnetwork: Mapping[str, Any], texts: list[str],
-                     out_dir: str | os.PathLike, settings: Mapping[str, Any] | TrainSettings | None = None,
-                     *, adapter: Any = None, return_model: bool = False) -> TrainResult:
-    """Train only ``subnetwork``'s experts of the model at ``model_path`` on ``texts``; write the delta.
+@dataclass
+class _Run:
+    """A set-up run: the DeepSpeed engine over the delta-carrying model, its data and its place."""
 
-    Writes to ``out_dir``: ``delta.safetensors``, ``subnetwork.json``, ``train_log.csv``, ``loss.png``,
-    ``settings.json`` and, last, the completion marker ``.complete``. ``adapter`` defaults to
-    ``polyroute.models.get_adapter(model)``. Bad settings, subnetwork or texts raise ValueError
-    before the model is loaded (except checks that need the model's shapes).
-    """
+    engine: Any
+    scheduler: Any
+    entries: dict  # delta entries by parameter name (polyroute.train.delta)
+    seqs: list  # tokenized texts
+    pad_id: int
+    order: BatchOrder
+    total: int  # optimizer steps of the whole run
+    rank: int
+    world: int
+    out: Path
+    model_type: str
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / CHECKPOINT_DIR
+
+
+def _setup(model_path: str | os.PathLike, subnetwork: Mapping[str, Any], texts: list[str], out: Path,
+           s: TrainSettings, adapter: Any) -> _Run:
+    """Join the process group, load tokenizer and model, attach the deltas and build the engine."""
     import deepspeed
     import torch.distributed as dist
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    s = settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)
     allowed = experts_by_layer(subnetwork)
-    if not texts:
-        raise ValueError("texts: empty; nothing to train on")
-    out = Path(out_dir)
     use_cuda = torch.cuda.is_available()
     dtype = resolve_dtype(s.dtype, use_cuda)
     rank, world = init_distributed(use_cuda)
@@ -211,51 +204,91 @@ def train_subnetwork(model_path: str | os.PathLike, subnetwork: Mapping[str, Any
 
     engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, model_parameters=params,
                                                    lr_scheduler=make_scheduler, config=deepspeed_config(s, dtype))
-    ckpt_dir = out / CHECKPOINT_DIR
-    start, rows = 0, []
-    if (ckpt_dir / "latest").exists():
-        path, client = engine.load_checkpoint(str(ckpt_dir), load_module_strict=False)
-        if path is not None:
-            start, rows = int(client["step"]), list(client["log"])
-            torch.set_rng_state(client["rng"])
-            log.info("resumed from %s at step %d", path, start)
+    return _Run(engine, scheduler, entries, seqs, pad_id, order, total, rank, world, out, model.config.model_type)
 
-    t0 = time.perf_counter()
-    for step in range(start, total):
-        lr = scheduler.get_last_lr()[0]
+
+def _resume(run: _Run) -> tuple[int, list[dict[str, float]]]:
+    """(step, log rows) of the latest checkpoint in the run's directory; (0, []) for a fresh run."""
+    if (run.checkpoints / "latest").exists():
+        path, client = run.engine.load_checkpoint(str(run.checkpoints), load_module_strict=False)
+        if path is not None:
+            torch.set_rng_state(client["rng"])
+            log.info("resumed from %s at step %d", path, int(client["step"]))
+            return int(client["step"]), list(client["log"])
+    return 0, []
+
+
+def _train_steps(run: _Run, s: TrainSettings, start: int, rows: list[dict[str, float]]) -> None:
+    """Optimizer steps ``start .. total``, appending one log row each and checkpointing on schedule."""
+    import torch.distributed as dist
+
+    engine = run.engine
+    for step in range(start, run.total):
+        lr = run.scheduler.get_last_lr()[0]
         losses = []
-        for ids in order.rank_micro_batches(step, rank):
-            batch = {k: v.to(engine.device) for k, v in collate([seqs[i] for i in ids], pad_id).items()}
+        for ids in run.order.rank_micro_batches(step, run.rank):
+            batch = {k: v.to(engine.device) for k, v in collate([run.seqs[i] for i in ids], run.pad_id).items()}
             loss = engine(**batch).loss
             engine.backward(loss)
             engine.step()
             losses.append(loss.detach().float())
         mean = torch.stack(losses).mean().reshape(1).to(engine.device)
         dist.all_reduce(mean)
-        rows.append({"step": step + 1, "epoch": step // order.steps_per_epoch, "loss": mean.item() / world, "lr": lr})
-        if s.checkpoint_interval and (step + 1) % s.checkpoint_interval == 0 and step + 1 < total:
-            engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1:08d}", exclude_frozen_parameters=True,
+        rows.append({"step": step + 1, "epoch": step // run.order.steps_per_epoch, "loss": mean.item() / run.world,
+                     "lr": lr})
+        if s.checkpoint_every and (step + 1) % s.checkpoint_every == 0 and step + 1 < run.total:
+            engine.save_checkpoint(str(run.checkpoints), tag=f"step{step + 1:08d}", exclude_frozen_parameters=True,
                                    client_state={"step": step + 1, "log": rows, "rng": torch.get_rng_state()})
-    elapsed = time.perf_counter() - t0
+
+
+def _save(run: _Run, s: TrainSettings, model_path: str | os.PathLike, subnetwork: Mapping[str, Any],
+          rows: list[dict[str, float]], start: int, elapsed: float) -> int:
+    """Gather the deltas and (rank 0) write the artifacts, marker last; returns the trained element count."""
+    import deepspeed
 
     deltas = {}
-    for name, e in entries.items():
+    for name, e in run.entries.items():
         full = deepspeed.utils.safe_get_full_fp32_param(e.param.delta)  # collective under ZeRO-3
         deltas[name] = (e.param.rows, (full if full is not None else e.param.delta).detach().float().cpu())
-    n_train = count_delta_elements(entries) if s.zero_stage < 3 else sum(d.numel() for _, d in deltas.values())
-    if rank == 0:
-        meta = {"model": str(model_path), "model_type": model.config.model_type, "steps": total,
-                "settings": s.as_dict()}
+    n_train = count_delta_elements(run.entries) if s.zero_stage < 3 else sum(d.numel() for _, d in deltas.values())
+    if run.rank == 0:
+        out = run.out
+        meta = {"model": str(model_path), "model_type": run.model_type, "steps": run.total, "settings": s.as_dict()}
         save_delta(out / "delta.safetensors", deltas, metadata=meta)
         atomic_write_json(out / "subnetwork.json", dict(subnetwork))
         atomic_write_json(out / "settings.json", s.as_dict())
         _write_log_csv(out / "train_log.csv", rows)
-        _write_loss_png(out / "loss.png", rows, f"{subnetwork.get('method', '?')} -> {subnetwork.get('target', '?')}")
+        plot_loss(rows, out / "loss.png", f"{subnetwork.get('method', '?')} -> {subnetwork.get('target', '?')}")
         if not s.keep_checkpoints:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-        write_marker(out, {"steps": total, "final_loss": rows[-1]["loss"] if rows else None,
-                           "params_trainable": n_train, "world_size": world, "resumed_from": start,
+            shutil.rmtree(run.checkpoints, ignore_errors=True)
+        write_marker(out, {"steps": run.total, "final_loss": rows[-1]["loss"] if rows else None,
+                           "params_trainable": n_train, "world_size": run.world, "resumed_from": start,
                            "train_seconds": round(elapsed, 3), "zero_stage": s.zero_stage})
+    return n_train
+
+
+def train_subnetwork(model_path: str | os.PathLike, subnetwork: Mapping[str, Any], texts: list[str],
+                     out_dir: str | os.PathLike, settings: Mapping[str, Any] | TrainSettings | None = None,
+                     *, adapter: Any = None, return_model: bool = False) -> TrainResult:
+    """Train only ``subnetwork``'s experts of the model at ``model_path`` on ``texts``; write the delta.
+
+    Writes to ``out_dir``: ``delta.safetensors``, ``subnetwork.json``, ``train_log.csv``, ``loss.png``,
+    ``settings.json`` and, last, the completion marker ``.complete``. ``adapter`` defaults to
+    ``polyroute.models.get_adapter(model)``. Bad settings, subnetwork or texts raise ValueError
+    before the model is loaded (except checks that need the model's shapes).
+    """
+    import torch.distributed as dist
+
+    s = settings if isinstance(settings, TrainSettings) else TrainSettings.from_dict(settings)
+    experts_by_layer(subnetwork)  # a malformed subnetwork fails before any model work
+    if not texts:
+        raise ValueError("texts: empty; nothing to train on")
+    run = _setup(model_path, subnetwork, texts, Path(out_dir), s, adapter)
+    start, rows = _resume(run)
+    t0 = time.perf_counter()
+    _train_steps(run, s, start, rows)
+    elapsed = time.perf_counter() - t0
+    n_train = _save(run, s, model_path, subnetwork, rows, start, elapsed)
     dist.barrier()
-    return TrainResult(out, total, rows[-1]["loss"] if rows else float("nan"), n_train, start, rows,
-                       engine.module if return_model else None)
+    return TrainResult(run.out, run.total, rows[-1]["loss"] if rows else float("nan"), n_train, start, rows,
+                       run.engine.module if return_model else None)

@@ -1,4 +1,8 @@
-"""Training settings for a subnetwork run (METHODS section 6 defaults, from RISE)."""
+"""Training settings for a subnetwork run (METHODS section 6 defaults, from RISE).
+
+Settings the config has take its schema's defaults (`polyroute.config.schema_defaults`), so a run of
+`python -m polyroute.train` or the Python API with a partial mapping behaves like the workflow's.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,34 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from polyroute.config import schema_defaults
+
+_TRAINING = schema_defaults("training")
+_MODEL = schema_defaults("model")
+
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Everything that decides a training run; defaults follow RISE (lr 2e-5, 3 epochs, ...)."""
+    """Everything that decides a training run; the config's keys default as in its schema."""
 
-    lr: float = 2e-5
-    epochs: int = 3
-    max_length: int = 512
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    seed: int = 0
-    zero_stage: int = 2
-    micro_batch_size: int = 8
-    gradient_accumulation: int = 1
-    checkpoint_interval: int = 50  # optimizer steps between DeepSpeed checkpoints; 0 = never
+    lr: float = _TRAINING["lr"]
+    epochs: int = _TRAINING["epochs"]
+    max_length: int = _TRAINING["max_length"]
+    weight_decay: float = _TRAINING["weight_decay"]
+    warmup_ratio: float = _TRAINING["warmup_ratio"]
+    seed: int = _TRAINING["seed"]
+    zero_stage: int = _TRAINING["zero_stage"]
+    micro_batch_size: int = _TRAINING["micro_batch_size"]
+    gradient_accumulation: int = _TRAINING["gradient_accumulation"]
+    checkpoint_every: int = _TRAINING["checkpoint_every"]  # optimizer steps between DeepSpeed checkpoints; 0 = never
     keep_checkpoints: bool = False  # delete checkpoints/ once the artifacts are written
-    dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
+    dtype: str = _MODEL["dtype"]  # auto = bf16 on GPU, fp32 on CPU
     max_grad_norm: float = 1.0  # 0 = no clipping
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
-    enforce_routing: bool = False  # Khandelwal: chosen layers route only to the chosen experts
-    gradient_checkpointing: bool = False  # bounds the per-layer copy of expert weights on big models
-    trust_remote_code: bool = False
+    enforce_routing: bool = _TRAINING["enforce_routing"]  # Khandelwal: chosen layers route only to the chosen experts
+    gradient_checkpointing: bool = _TRAINING["gradient_checkpointing"]  # bounds the per-layer copy of expert weights
+    trust_remote_code: bool = _MODEL["trust_remote_code"]
     max_steps: int = 0  # > 0 stops early (smoke runs); 0 = epochs decide
 
     @classmethod
@@ -56,7 +65,7 @@ class TrainSettings:
             ("zero_stage", self.zero_stage in (0, 1, 2, 3)),
             ("micro_batch_size", isinstance(self.micro_batch_size, int) and self.micro_batch_size >= 1),
             ("gradient_accumulation", isinstance(self.gradient_accumulation, int) and self.gradient_accumulation >= 1),
-            ("checkpoint_interval", isinstance(self.checkpoint_interval, int) and self.checkpoint_interval >= 0),
+            ("checkpoint_every", isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0),
             ("dtype", self.dtype in ("auto", "float32", "bfloat16", "float16")),
             ("max_grad_norm", self.max_grad_norm >= 0),
             ("adam_betas", len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas)),

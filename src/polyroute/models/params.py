@@ -1,5 +1,8 @@
 """Parameter counts of fused-expert MoE models, from a transformers config dict (no torch).
 
+Per-family parameter arithmetic (DeepSeek latent attention, qwen2 biases, phimoe lm_head bias) is model
+knowledge, so it lives here next to the adapters; it imports no torch, so selection can use it.
+
 A selection's trainable parameter count is `experts * expert_params (+ routers * router_params)`;
 `param_counts_from_config` derives the per-expert and per-router sizes, the MoE layer indices and the
 model's total from `AutoConfig.from_pretrained(path).to_dict()` (a dict with defaults filled in), for
@@ -10,61 +13,12 @@ plus biases). The totals are checked against `from_config` models in the tests.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
-FAMILIES = ("qwen2_moe", "qwen3_moe", "olmoe", "mixtral", "phimoe", "gpt_oss", "deepseek_v2", "deepseek_v3")
+from polyroute.models.info import ModelInfo
 
-
-@dataclass(frozen=True)
-class ParamCounts:
-    """What a selector needs to know about the model: its MoE layers and parameter sizes."""
-
-    moe_layers: tuple[int, ...]  # model layer index of each MoE layer, increasing
-    num_experts: int  # routed experts per MoE layer
-    expert_params: int  # parameters of one routed expert
-    router_params: int  # parameters of one MoE layer's router
-    total_params: int  # every parameter of the model (tied embeddings once)
-    model: str = ""
-    model_type: str = ""
-
-    def __post_init__(self) -> None:
-        layers = tuple(int(x) for x in self.moe_layers)
-        object.__setattr__(self, "moe_layers", layers)
-        if not layers:
-            raise ValueError(f"model {self.model or '?'} has no MoE layers")
-        if list(layers) != sorted(set(layers)) or layers[0] < 0:
-            raise ValueError(f"moe_layers={list(layers)} must be distinct non-negative layer indices, increasing")
-        for name in ("num_experts", "expert_params", "total_params"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be >= 1")
-        if self.router_params < 0:
-            raise ValueError(f"router_params={self.router_params!r} must be >= 0")
-        routed = len(layers) * (self.num_experts * self.expert_params + self.router_params)
-        if routed > self.total_params:
-            raise ValueError(f"total_params={self.total_params} is smaller than the experts and routers ({routed})")
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> ParamCounts:
-        """Build from a mapping holding these fields (e.g. a model-info JSON); other keys are ignored."""
-        names = ("moe_layers", "num_experts", "expert_params", "router_params", "total_params")
-        missing = [n for n in names if n not in record]
-        if missing:
-            raise ValueError(f"model info lacks {missing}")
-        model = record.get("model") or record.get("model_id") or ""
-        return cls(**{n: record[n] for n in names}, model=str(model), model_type=str(record.get("model_type", "")))
-
-    def to_record(self) -> dict[str, Any]:
-        """JSON-ready fields, the inverse of from_record."""
-        return {**asdict(self), "moe_layers": list(self.moe_layers)}
-
-    @property
-    def total_experts(self) -> int:
-        return len(self.moe_layers) * self.num_experts
-
-    def trainable(self, n_experts: int, n_router_layers: int = 0) -> int:
-        """Parameters made trainable by `n_experts` routed experts and the routers of `n_router_layers` layers."""
-        return int(n_experts) * self.expert_params + int(n_router_layers) * self.router_params
+# the model types counted here: the same as the adapters cover (a test checks it)
+MODEL_TYPES = ("qwen2_moe", "qwen3_moe", "olmoe", "mixtral", "phimoe", "gpt_oss", "deepseek_v2", "deepseek_v3")
 
 
 def _get(cfg: Mapping[str, Any], *keys: str, default: Any = KeyError) -> Any:
@@ -119,16 +73,18 @@ def _moe_layers(cfg: Mapping[str, Any], family: str, n_layers: int) -> list[int]
     if family in ("qwen2_moe", "qwen3_moe"):
         step, dense = int(cfg.get("decoder_sparse_step", 1)), set(cfg.get("mlp_only_layers") or [])
         return [i for i in range(n_layers) if i not in dense and (i + 1) % step == 0]
-    if family.startswith("deepseek"):
-        return list(range(int(cfg.get("first_k_dense_replace", 0)), n_layers))
+    if family.startswith("deepseek"):  # dense first layers, then MoE every moe_layer_freq layers
+        first, freq = int(cfg.get("first_k_dense_replace") or 0), int(cfg.get("moe_layer_freq") or 1)
+        return [i for i in range(n_layers) if i >= first and i % freq == 0]
     return list(range(n_layers))
 
 
-def param_counts_from_config(config: Mapping[str, Any], model: str = "") -> ParamCounts:
-    """ParamCounts of a fused-expert MoE from its config dict (families in FAMILIES)."""
+def param_counts_from_config(config: Mapping[str, Any], model: str = "") -> ModelInfo:
+    """The ModelInfo of a fused-expert MoE from its config dict (model types in MODEL_TYPES): layers,
+    expert count and parameter sizes; the adapters add the routing facts (`MoEAdapter.info`)."""
     family = str(config.get("model_type", ""))
-    if family not in FAMILIES:
-        raise ValueError(f"model_type={family!r} is not a supported MoE family {list(FAMILIES)}")
+    if family not in MODEL_TYPES:
+        raise ValueError(f"model_type={family!r} is not a supported MoE family {list(MODEL_TYPES)}")
     h, n_layers = int(_get(config, "hidden_size")), int(_get(config, "num_hidden_layers"))
     vocab = int(_get(config, "vocab_size"))
     n_exp = int(_get(config, "num_experts", "num_local_experts", "n_routed_experts"))
@@ -159,7 +115,7 @@ def param_counts_from_config(config: Mapping[str, Any], model: str = "") -> Para
         total += vocab * h
     if family == "phimoe" and config.get("lm_head_bias", False):
         total += vocab
-    return ParamCounts(
+    return ModelInfo(
         moe_layers=tuple(moe_layers),
         num_experts=n_exp,
         expert_params=expert,
@@ -167,4 +123,5 @@ def param_counts_from_config(config: Mapping[str, Any], model: str = "") -> Para
         total_params=total,
         model=model,
         model_type=family,
+        num_hidden_layers=n_layers,
     )
