@@ -262,9 +262,10 @@ def _has_items(task: Any, language: str, local: str | None) -> bool:
         return False
     if local is None:
         return True
-    from polyroute.data import get_spec, local_path
+    from polyroute import data as datasets_registry  # as _check_semantics: needs no `datasets` here
 
-    return local_path(local, get_spec(task.dataset), language, task.test_split).is_file()
+    spec = datasets_registry.get_spec(task.dataset)  # the hub layout <local>/<dataset>/<config>/<split>.jsonl (polyroute.data)
+    return (Path(local) / spec.name / spec.hf_config(language) / f"{task.test_split}.jsonl").is_file()
 
 
 def evaluation_languages(name: str, settings: Mapping[str, Any] | None, languages: list[str],

@@ -26,6 +26,8 @@ rule download_model:
     log:
         f"{LOGS}/download_model.log",
     localrule: True
+    conda:
+        ENVS["data"]
     script:
         "../scripts/download_model.py"
 
