@@ -94,6 +94,13 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class InterventionsConfig:
+    task_data: DatasetRef | None = None
+    shift_items: int = 50
+    experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     run: str
     model: ModelConfig
@@ -104,6 +111,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    interventions: InterventionsConfig = field(default_factory=InterventionsConfig)
 
 
 def load_schema(path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
@@ -214,6 +222,12 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
                 datasets_registry.get_spec(ref["name"]).dataset_code(code)
             except ValueError as exc:
                 raise ConfigError(f"config error: 'datasets.{role}': {exc}") from None
+    from polyroute.interventions.experiments import check_config as check_interventions
+
+    try:
+        check_interventions(data)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _build(cls: type, value: Any) -> Any:
@@ -238,6 +252,8 @@ _DATACLASS_FIELDS: dict[tuple[str, str], type] = {
     ("Config", "training"): TrainingConfig,
     ("DatasetsConfig", "routing"): DatasetRef,
     ("DatasetsConfig", "training"): DatasetRef,
+    ("Config", "interventions"): InterventionsConfig,
+    ("InterventionsConfig", "task_data"): DatasetRef,
 }
 
 
@@ -286,6 +302,12 @@ def check_against_model(data: Mapping[str, Any], info: Any) -> None:
                     f"config error: '{key}' has layer {layer}, which is not an MoE layer of the model "
                     f"(MoE layers: {moe_layers[0]}..{moe_layers[-1]})"
                 )
+    from polyroute.interventions.experiments import check_against_model as check_interventions
+
+    try:
+        check_interventions(data, moe_layers, info.num_experts, info.top_k)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     m = data["stats"]["affinity_top_m"]
     if m > info.num_experts:
         raise ConfigError(
