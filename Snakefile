@@ -15,10 +15,12 @@ include: "workflow/rules/routing.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/interventions.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         all_targets(),
+        intervention_targets(),
     default_target: True

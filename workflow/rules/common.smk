@@ -15,6 +15,7 @@ SCHEMA = "workflow/schemas/config.schema.yaml"
 LANGUAGES = CFG["languages"]
 ROUTING = CFG["datasets"]["routing"]
 TRAINING = CFG["datasets"].get("training")
+TASK_ROUTING = CFG["interventions"].get("task_data")  # English in-task text (Bandarkar's task experts)
 TARGETS = CFG["selection"]["targets"]
 METHODS = list(CFG["selection"]["methods"])
 TRAIN_METHODS = CFG["training"]["methods"]
@@ -40,7 +41,7 @@ def _alternatives(values):
 
 # Wildcards can only take configured values, so no path can leave results/ or resources/data/.
 wildcard_constraints:
-    dataset=_alternatives({ROUTING["name"]} | ({TRAINING["name"]} if TRAINING else set())),
+    dataset=_alternatives({ref["name"] for ref in (ROUTING, TRAINING, TASK_ROUTING) if ref}),
     language=_alternatives(LANGUAGES),
     target=_alternatives(TARGETS),
     method=_alternatives(METHODS),
@@ -49,7 +50,7 @@ wildcard_constraints:
 
 def dataset_splits(wildcards):
     """Every split of a dataset that some step reads, so one download serves them all (None = its default)."""
-    splits = {ref.get("split") for ref in (ROUTING, TRAINING) if ref and ref["name"] == wildcards.dataset}
+    splits = {ref.get("split") for ref in (ROUTING, TRAINING, TASK_ROUTING) if ref and ref["name"] == wildcards.dataset}
     return sorted(splits, key=str)
 
 
