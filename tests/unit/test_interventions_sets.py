@@ -86,3 +86,43 @@ def test_expert_list_caps_each_layer_by_score():
                         coords={"layer": [4, 5], "expert": [0, 1, 2]})
     scores = mask.copy(data=[[0.5, 0.9, 0.5], [0.0, 0.1, 0.0]])
     assert expert_list(mask, scores, max_per_layer=2) == ([[4, 0], [4, 1], [5, 1]], [0.5, 0.9, 0.1])
+
+
+def test_expert_set_files_from_stores(tmp_path):
+    """The pipeline step writes each recipe's set, capped so the top-k can honour it, with its settings."""
+    import json
+
+    from polyroute.interventions.experiments import experiment
+    from polyroute.pipeline.interventions import build_expert_set, experiment_settings
+    from polyroute.routing.store import to_dataset, write_store
+    from polyroute.routing.synthetic import synthetic_routing
+
+    langs = ["eng_Latn", "fra_Latn", "swh_Latn"]
+    general, task = tmp_path / "general.zarr", tmp_path / "task.zarr"
+    write_store(to_dataset(synthetic_routing(0, langs, 6, layers=range(8), num_experts=8, top_k=2), {"top_k": 2}), general)
+    write_store(to_dataset(synthetic_routing(1, ["eng_Latn"], 6, layers=range(8), num_experts=8, top_k=2), {"top_k": 2}), task)
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps({"model_id": "tiny", "moe_layers": list(range(8)), "num_experts": 8, "top_k": 2}))
+    run = {"languages": langs, "reference_language": "eng_Latn", "interventions": {"task_data": {"name": "mgsm"}}}
+    stats = {"affinity_top_m": 8, "exclusive_threshold": 0.4}
+    raws = {"t": dict(kind="hard", experts="bandarkar-task", tau=-1.0, window="steer"),  # tau < 0: many pass
+            "s": dict(kind="affinity", experts="chen-shared", strength=[0.01, 0.03]),
+            "m": dict(kind="mask", experts="chen-exclusive", language="swh_Latn", window="late")}
+    gds, tds = xr.open_zarr(general), xr.open_zarr(task)
+    for name, raw in raws.items():
+        settings = experiment_settings(experiment(name, raw, run), stats)
+        record = build_expert_set(settings=settings, routing=general, task_routing=task, model_info=info,
+                                  out=tmp_path / f"{name}.json")
+        assert json.loads((tmp_path / f"{name}.json").read_text()) == record
+        layers = window_layers(raw.get("window", "steer"), range(8))
+        assert record["layers"] == layers and {layer for layer, _ in record["experts"]} <= set(layers)
+        if name == "t":
+            mask, delta = task_experts(tds, gds, layers, tau=-1.0)
+            assert record["experts"] == expert_list(mask, delta, max_per_layer=2)[0]  # hard: at most k per layer
+            assert all(sum(layer == l for l, _ in record["experts"]) == 2 for layer in layers)
+        if name == "s":
+            mask, w = shared_source_experts(gds, "eng_Latn", layers, top_m=8)
+            assert (record["experts"], record["scores"]) == expert_list(mask, w) and record["strengths"] == [0.01, 0.03]
+        if name == "m":
+            mask, w = exclusive_experts(gds, "swh_Latn", layers, top_m=8, theta=0.4)
+            assert record["experts"] == expert_list(mask, w, max_per_layer=6)[0] and record["variant_prefix"] == "mask"
