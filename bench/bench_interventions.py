@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
+from bench_capture import bench_config, timed  # the same model as the capture benchmark
 from polyroute.interventions import intervene
 from polyroute.models import get_adapter
-from polyroute.models.tiny import tiny_config, tiny_model
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: str) -> float:
-    sync(device)
-    t0 = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t0
+from polyroute.models.tiny import tiny_model
 
 
 def main() -> None:
@@ -47,12 +34,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
 
-    config = tiny_config(
-        "qwen3_moe", hidden_size=args.hidden, intermediate_size=2 * args.hidden, moe_intermediate_size=args.hidden // 2,
-        num_experts=args.experts, num_experts_per_tok=args.top_k, num_hidden_layers=args.layers,
-        num_attention_heads=8, num_key_value_heads=4, head_dim=args.hidden // 8, max_position_embeddings=1024,
-    )
-    model = tiny_model(config).to(args.device, getattr(torch, args.dtype))
+    model = tiny_model(bench_config(args)).to(args.device, getattr(torch, args.dtype))
     adapter = get_adapter(model)
     gen = torch.Generator().manual_seed(0)
     rows = args.batch_tokens // args.seq_len

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import math
 import operator
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -128,7 +130,7 @@ def _scores_of(pairs: list[tuple[int, int]], scores: Mapping | Sequence[float] |
         values = [float(s) for s in scores]
         if len(values) != len(pairs):
             raise ValueError(f"scores: {len(values)} scores for {len(pairs)} experts")
-    if not all(torch.isfinite(torch.tensor(values)).tolist()):
+    if not all(math.isfinite(v) for v in values):
         raise ValueError("scores: every score must be finite")
     return values
 
@@ -161,10 +163,10 @@ def intervene(model: nn.Module, kind: str, experts: Iterable[Sequence[int]], str
         raise ValueError(f"{kind} takes no strength (got {strength!r})")
     if kind != "affinity" and scores is not None:
         raise ValueError(f"{kind} takes no scores; only affinity does")
-    if kind == "hard" and not (eps > 0 and torch.isfinite(torch.tensor(float(eps)))):
+    if kind == "hard" and not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps={eps!r} must be a finite number > 0")
     lam = DEFAULT_STRENGTH.get(kind) if strength is None else float(strength)
-    if lam is not None and not torch.isfinite(torch.tensor(lam)):
+    if lam is not None and not math.isfinite(lam):
         raise ValueError(f"strength={strength!r} must be finite")
     values = _scores_of(pairs, scores) if kind == "affinity" else [1.0] * len(pairs)
     # the per-expert coefficient each edit reads: lambda (soft), lambda * s (affinity), eps (hard)
@@ -187,7 +189,7 @@ def from_expert_set(model: nn.Module, expert_set: Mapping[str, Any] | str | os.P
                     *, adapter: Any = None) -> Intervention:
     """The intervention an expert-set file describes (``results/<run>/interventions/<name>.json``): its
     kind, experts and (affinity) scores, at `strength` (default: the first of its strengths)."""
-    data = expert_set if isinstance(expert_set, Mapping) else json.loads(open(expert_set, encoding="utf-8").read())
+    data = expert_set if isinstance(expert_set, Mapping) else json.loads(Path(expert_set).read_text(encoding="utf-8"))
     kind = data["kind"]
     if strength is None and kind in TAKES_STRENGTH:
         strength = data["strengths"][0]
