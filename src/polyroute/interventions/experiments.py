@@ -5,7 +5,7 @@ An experiment: `kind` (mask | soft | hard | affinity), an expert-set recipe `exp
 (bandarkar-task | chen-shared | chen-exclusive | list), a layer `window` (a name of
 expert_sets.WINDOWS or [start, stop) in 48-layer units) or explicit model `layers`, a `strength` or a
 sweep of them, the `languages` it is evaluated on, and the recipe's settings (`language`, `tau`,
-`low`, `high`, `list`, `scores`).
+`low`, `high`, `theta`, `list`, `scores`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def experiment(name: str, raw: Mapping[str, Any], run_config: Mapping[str, Any])
         _fail(name, "experts", "bandarkar-task needs 'interventions.task_data' (English in-task text to route)")
     settings = {"bandarkar-task": {"tau": float(raw.get("tau", DEFAULTS["tau"]))},
                 "chen-shared": {"low": float(raw.get("low", DEFAULTS["low"])), "high": float(raw.get("high", DEFAULTS["high"]))},
-                "chen-exclusive": {},
+                "chen-exclusive": {"theta": raw.get("theta")},  # None: stats.exclusive_threshold
                 "list": {"list": [list(map(int, p)) for p in raw.get("list") or []], "scores": raw.get("scores")}}[recipe]
     if recipe == "chen-shared" and not settings["low"] < settings["high"]:
         _fail(name, "low", f"low={settings['low']} must be below high={settings['high']}")

@@ -32,7 +32,8 @@ def experiment_settings(exp: Experiment, stats: Mapping[str, Any]) -> dict[str, 
     if exp.experts in ("chen-shared", "chen-exclusive"):
         out["affinity_top_m"] = stats["affinity_top_m"]
     if exp.experts == "chen-exclusive":
-        out["exclusive_threshold"] = stats["exclusive_threshold"]
+        theta = exp.settings["theta"]
+        out["exclusive_threshold"] = stats["exclusive_threshold"] if theta is None else theta
     return out
 
 
