@@ -87,19 +87,18 @@ def rarely_chosen(seen_layer, E):
 # --- the edits, by hand --------------------------------------------------------------------------------
 def test_edits_by_hand():
     z = torch.tensor([[1.0, -2.0, 0.5, 3.0], [0.0, 0.0, 4.0, float("-inf")]])
-    cols = torch.tensor([1, 2])
     # sample std of row 0: mean 0.625, squares 0.140625 + 6.890625 + 0.015625 + 5.640625 = 12.6875, / 3
     std0, std1 = (12.6875 / 3) ** 0.5, (((4 / 3) ** 2 * 2 + (8 / 3) ** 2) / 2) ** 0.5  # row 1: finite entries only
     torch.testing.assert_close(finite_std(z).squeeze(1), torch.tensor([std0, std1]))
-    soft = LayerEdit("soft", cols, torch.tensor([0.5, 0.5])).apply(z)
+    soft = LayerEdit.of("soft", [1, 2], [0.5, 0.5], 4).apply(z)
     torch.testing.assert_close(soft, torch.tensor([[1.0, -2.0 + 0.5 * std0, 0.5 + 0.5 * std0, 3.0],
                                                    [0.0, 0.5 * std1, 4.0 + 0.5 * std1, float("-inf")]]))
-    hard = LayerEdit("hard", cols, torch.tensor([0.01, 0.01])).apply(z)
+    hard = LayerEdit.of("hard", [1, 2], [0.01, 0.01], 4).apply(z)
     torch.testing.assert_close(hard, torch.tensor([[1.0, 3.01, 3.01, 3.0], [0.0, 4.01, 4.01, float("-inf")]]))
-    aff = LayerEdit("affinity", torch.tensor([1, 3]), torch.tensor([0.1, 0.2])).apply(z)
+    aff = LayerEdit.of("affinity", [1, 3], [0.1, 0.2], 4).apply(z)
     torch.testing.assert_close(aff, torch.tensor([[1.0, -2.0 + 0.1 * 2.0, 0.5, 3.0 + 0.2 * 3.0],
                                                   [0.0, 0.0, 4.0, float("-inf")]]))
-    masked = LayerEdit("mask", cols, torch.zeros(2)).apply(z)
+    masked = LayerEdit.of("mask", [1, 2], [0.0, 0.0], 4).apply(z)
     assert masked[:, 1:3].isneginf().all() and torch.equal(masked[:, [0, 3]], z[:, [0, 3]])
 
 

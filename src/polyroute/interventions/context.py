@@ -49,9 +49,9 @@ class _EditedForward:
         for edit in self.edits:
             z = edit.apply(z)
             if edit.kind == "hard":
-                forced = edit.columns(z.shape[-1]) if forced is None else forced | edit.columns(z.shape[-1])
+                forced = edit.cols if forced is None else forced | edit.cols
             elif edit.kind == "mask":
-                barred = edit.columns(z.shape[-1]) if barred is None else barred | edit.columns(z.shape[-1])
+                barred = edit.cols if barred is None else barred | edit.cols
         new_w, new_i = self.adapter.route(z, self.router, forced=forced, barred=barred)
         return (z.to(logits.dtype).reshape(logits.shape), new_w.to(weights.dtype).reshape(weights.shape),
                 new_i.reshape(indices.shape))
@@ -178,8 +178,7 @@ def intervene(model: nn.Module, kind: str, experts: Iterable[Sequence[int]], str
     for layer, rows in by_layer.items():
         cols = [pairs[i][1] for i in rows]
         adapter.check_pins(layer, set(cols) if kind == "hard" else set(), set(cols) if kind == "mask" else set())
-        edits[layer] = LayerEdit(kind, torch.tensor(cols, dtype=torch.long),
-                                 torch.tensor([scale * values[i] for i in rows], dtype=torch.float32))
+        edits[layer] = LayerEdit.of(kind, cols, [scale * values[i] for i in rows], adapter.num_experts)
     if not edits:
         log.warning("intervention %s has no experts: it changes nothing", kind)
     return Intervention(model, adapter, edits, description=f"{kind} on {len(pairs)} experts")

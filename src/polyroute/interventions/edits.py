@@ -23,31 +23,36 @@ def finite_std(z: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class LayerEdit:
-    """One intervention's edit of one layer: `kind` on expert columns `cols` [m] (int64), with `coef` [m]
-    (soft: lambda, affinity: lambda * s, hard: eps; unused by mask)."""
+    """One intervention's edit of one layer: `kind` on the experts where `coef` [E] is set (`cols`, bool [E]);
+    `coef` holds lambda (soft), lambda * s (affinity) or eps (hard), 0 elsewhere. Dense [E] vectors: one
+    broadcast op per token batch, no gather / scatter along the expert dim (slow on CPU)."""
 
     kind: str
     cols: torch.Tensor
     coef: torch.Tensor
 
+    @classmethod
+    def of(cls, kind: str, experts: list[int], coefs: list[float], num_experts: int) -> "LayerEdit":
+        if kind not in KINDS:
+            raise ValueError(f"unknown intervention kind {kind!r}; known: {', '.join(KINDS)}")
+        cols = torch.zeros(num_experts, dtype=torch.bool)
+        coef = torch.zeros(num_experts, dtype=torch.float32)
+        index = torch.tensor(experts, dtype=torch.long)
+        cols[index] = True
+        coef[index] = torch.tensor(coefs, dtype=torch.float32)
+        return cls(kind, cols, coef)
+
     def to(self, device: torch.device) -> "LayerEdit":
         return LayerEdit(self.kind, self.cols.to(device), self.coef.to(device))
 
-    def columns(self, num_experts: int) -> torch.Tensor:
-        """Bool [E] mask of the edited experts."""
-        return torch.zeros(num_experts, dtype=torch.bool, device=self.cols.device).index_fill(0, self.cols, True)
-
     def apply(self, z: torch.Tensor) -> torch.Tensor:
-        """The edited logits (a new tensor; `z` is left as it is, for autograd)."""
-        sel = z.index_select(-1, self.cols)
+        """The edited logits (a new tensor; `z` is left as it is, for autograd). Unedited columns get
+        + 0, which leaves every value as it was."""
         if self.kind == "mask":  # z_i = -inf
-            new = torch.full_like(sel, float("-inf"))
-        elif self.kind == "soft":  # z_i += lambda * std(z)
-            new = torch.where(torch.isfinite(sel), sel + self.coef * finite_std(z), sel)
-        elif self.kind == "hard":  # z_i = max(z) + eps
-            new = (z.max(dim=-1, keepdim=True).values + self.coef).expand_as(sel)
-        elif self.kind == "affinity":  # z_i += lambda * s_i * |z_i|
-            new = torch.where(torch.isfinite(sel), sel + self.coef * sel.abs(), sel)
-        else:
-            raise ValueError(f"unknown intervention kind {self.kind!r}; known: {', '.join(KINDS)}")
-        return z.index_copy(-1, self.cols, new)
+            return z.masked_fill(self.cols, float("-inf"))
+        if self.kind == "soft":  # z_i += lambda * std(z)
+            return z + finite_std(z) * self.coef
+        if self.kind == "hard":  # z_i = max(z) + eps
+            return torch.where(self.cols, z.max(dim=-1, keepdim=True).values + self.coef, z)
+        # affinity, z_i += lambda * s_i * |z_i|; a masked (-inf) logit stays -inf
+        return z + self.coef * z.abs().nan_to_num(posinf=0.0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from polyroute.interventions.context import Intervention
@@ -24,5 +23,5 @@ def enforce_routing(model: nn.Module, adapter: Any, allowed: dict[int, list[int]
             raise ValueError(f"enforce_routing: layer {layer} has no allowed experts")
         adapter.router(model, layer)  # a layer that is not MoE fails here, before anything changes
         forbidden = sorted(set(range(adapter.num_experts)) - {int(e) for e in experts})
-        edits[layer] = LayerEdit("mask", torch.tensor(forbidden, dtype=torch.long), torch.zeros(len(forbidden)))
+        edits[layer] = LayerEdit.of("mask", forbidden, [0.0] * len(forbidden), adapter.num_experts)
     return Intervention(model, adapter, edits, description=f"enforce routing on layers {sorted(allowed)}")
