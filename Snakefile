@@ -20,10 +20,12 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/interventions.smk"
 include: "workflow/rules/summary.smk"
 
 
 rule all:
     input:
         all_targets(),
+        intervention_targets(),
     default_target: True

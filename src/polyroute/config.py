@@ -108,6 +108,14 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class InterventionsConfig:
+    shift_items: int
+    tasks: list[str] | None
+    experiments: dict[str, dict[str, Any]]
+    task_data: DatasetRef | None = None  # optional and without a schema default: absent means none
+
+
+@dataclass(frozen=True)
 class Config:
     run: str
     model: ModelConfig
@@ -119,6 +127,7 @@ class Config:
     selection: SelectionConfig
     training: TrainingConfig
     evaluation: EvaluationConfig
+    interventions: InterventionsConfig
 
 
 def load_schema(path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
@@ -253,7 +262,14 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
                 datasets_registry.get_spec(ref["name"]).dataset_code(code)
             except ValueError as exc:
                 raise ConfigError(f"config error: 'datasets.{role}': {exc}") from None
-    _check_evaluation(data["evaluation"], langs, data["datasets"]["local"])
+    _check_evaluation(data["evaluation"], langs, data["datasets"]["local"], data["interventions"]["tasks"])
+    from polyroute.interventions.experiments import check_config as check_interventions
+
+    try:
+        check_interventions(data)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
 
 
 def _has_items(task: Any, language: str, local: str | None) -> bool:
@@ -279,7 +295,8 @@ def evaluation_languages(name: str, settings: Mapping[str, Any] | None, language
     return list(own) if own is not None else [code for code in languages if _has_items(task, code, local)]
 
 
-def _check_evaluation(evaluation: Mapping[str, Any], langs: list[str], local: str | None) -> None:
+def _check_evaluation(evaluation: Mapping[str, Any], langs: list[str], local: str | None,
+                      interventions_tasks: list[str] | None) -> None:
     from polyroute.evaluate.tasks import TASKS
 
     for name, settings in evaluation["tasks"].items():
@@ -298,6 +315,9 @@ def _check_evaluation(evaluation: Mapping[str, Any], langs: list[str], local: st
                                   f"'{local}' has no {task.dataset} {task.test_split} file for")
         if not evaluation_languages(name, settings, langs, local):
             raise ConfigError(f"config error: '{key}': task {name} ({task.dataset}) has none of the run's languages")
+    for name in (interventions_tasks or []):
+        if name not in evaluation["tasks"]:
+            raise ConfigError(f"config error: 'interventions.tasks' has {name!r}, which is not in 'evaluation.tasks'")
     scores = evaluation.get("scores")
     if scores is not None:
         if scores["task"] not in evaluation["tasks"]:
@@ -331,6 +351,8 @@ _DATACLASS_FIELDS: dict[tuple[str, str], type] = {
     ("Config", "evaluation"): EvaluationConfig,
     ("DatasetsConfig", "routing"): DatasetRef,
     ("DatasetsConfig", "training"): DatasetRef,
+    ("Config", "interventions"): InterventionsConfig,
+    ("InterventionsConfig", "task_data"): DatasetRef,
 }
 
 
@@ -379,6 +401,12 @@ def check_against_model(data: Mapping[str, Any], info: Any) -> None:
                     f"config error: '{key}' has layer {layer}, which is not an MoE layer of the model "
                     f"(MoE layers: {moe_layers[0]}..{moe_layers[-1]})"
                 )
+    from polyroute.interventions.experiments import check_against_model as check_interventions
+
+    try:
+        check_interventions(data, moe_layers, info.num_experts, info.top_k)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     m = data["stats"]["affinity_top_m"]
     if m > info.num_experts:
         raise ConfigError(

@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from polyroute.interventions import enforce_routing
 from polyroute.models import get_adapter
 from polyroute.models.tiny import tiny_config, tiny_model, tiny_tokenizer
 from polyroute.train import (TrainSettings, apply_delta, attach_deltas, build_plan, delta_parameters, detach_deltas,
-                             enforce_routing, experts_by_layer, load_delta, merge, save_delta)
+                             experts_by_layer, load_delta, merge, save_delta)
 from polyroute.train.data import BatchOrder, collate, lr_factor, tokenize_texts
 
 torch.set_num_threads(1)
@@ -217,15 +218,14 @@ def test_enforce_routing_restricts_topk_to_chosen_experts():
             lambda m, a, o, layer=layer: seen.__setitem__(layer, (o[1].clone(), o[2].clone())))
     model(ids)
     free = dict(seen)
-    handles = enforce_routing(model, adapter, {0: [1, 5], 2: [3]})
+    enforcement = enforce_routing(model, adapter, {0: [1, 5], 2: [3]}).start()
     model(ids)
     assert set(seen[0][1].flatten().tolist()) == {1, 5}
     assert torch.allclose(seen[0][0].sum(-1), torch.ones(ids.shape[1]))  # norm_topk_prob renormalises
     # layer 2 allows one expert but k=2: expert 3 takes all the weight, the filler pick gets 0
     w2, i2 = seen[2]
     assert torch.equal(w2[i2 == 3], torch.ones(ids.shape[1])) and not w2[i2 != 3].any()
-    for h in handles:
-        h.remove()
+    enforcement.stop()
     model(ids)
     assert all(torch.equal(seen[l][1], free[l][1]) for l in adapter.moe_layers)
 

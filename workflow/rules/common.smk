@@ -23,6 +23,7 @@ ENVS = {
 LANGUAGES = CFG["languages"]
 ROUTING = CFG["datasets"]["routing"]
 TRAINING = CFG["datasets"].get("training")
+TASK_ROUTING = CFG["interventions"].get("task_data")  # English in-task text (Bandarkar's task experts)
 TARGETS = CFG["selection"]["targets"]
 METHODS = list(CFG["selection"]["methods"])
 TRAIN_METHODS = CFG["training"]["methods"]
@@ -34,6 +35,15 @@ VARIANTS = {"base": None} | (
     {f"{method}-{target}": f"{RESULTS}/adapters/{method}/{target}" for method in TRAIN_METHODS for target in TARGETS}
     if EVALUATION["adapters"] else {}
 )
+# steer-<name> / mask-<name> variants of the interventions block: (experiment, strength, languages)
+from polyroute.interventions.experiments import experiments as _experiments, variants as _intervention_variants
+
+INTERVENTION_VARIANTS = {
+    name: (v.experiment, v.strength, _experiments(CFG)[v.experiment].languages)
+    for name, v in _intervention_variants(CFG).items()
+}
+VARIANTS |= {name: f"{RESULTS}/interventions/{experiment}.json" for name, (experiment, _, _) in INTERVENTION_VARIANTS.items()}
+INTERVENTION_TASKS = CFG["interventions"]["tasks"]
 
 # Once the model's config has been read (first job of a run), check settings against it at parse
 # time, so a budget or layer window that does not fit the model fails before any job starts.
@@ -66,7 +76,7 @@ EVAL_DATASETS = {_eval_task(name).dataset for name in EVAL_TASKS}
 
 
 wildcard_constraints:
-    dataset=_alternatives({ROUTING["name"]} | ({TRAINING["name"]} if TRAINING else set()) | EVAL_DATASETS),
+    dataset=_alternatives({ref["name"] for ref in (ROUTING, TRAINING, TASK_ROUTING) if ref} | EVAL_DATASETS),
     variant=_alternatives(VARIANTS),
     task=_alternatives(EVAL_TASKS),
     language=_alternatives(LANGUAGES),
@@ -77,7 +87,7 @@ wildcard_constraints:
 
 def dataset_splits(wildcards):
     """Every split of a dataset that some step reads, so one download serves them all (None = its default)."""
-    splits = {ref.get("split") for ref in (ROUTING, TRAINING) if ref and ref["name"] == wildcards.dataset}
+    splits = {ref.get("split") for ref in (ROUTING, TRAINING, TASK_ROUTING) if ref and ref["name"] == wildcards.dataset}
     for name in EVAL_TASKS:
         task = _eval_task(name)
         if task.dataset == wildcards.dataset:
@@ -97,27 +107,51 @@ def eval_languages_of(task):
     return polyroute_config.evaluation_languages(task, EVALUATION["tasks"][task], LANGUAGES, CFG["datasets"]["local"])
 
 
+def eval_languages_for(variant, task):
+    """The task's languages, narrowed to an intervention's own `languages` for its variants."""
+    languages = eval_languages_of(task)
+    if variant in INTERVENTION_VARIANTS:
+        languages = [code for code in languages if code in INTERVENTION_VARIANTS[variant][2]]
+    return languages
+
+
 def eval_data(wildcards):
     dataset = _eval_task(wildcards.task).dataset
-    return [data_file(dataset, language) for language in eval_languages_of(wildcards.task)]
+    return [data_file(dataset, language) for language in eval_languages_for(wildcards.variant, wildcards.task)]
 
 
 def eval_languages(wildcards):
-    return eval_languages_of(wildcards.task)
+    return eval_languages_for(wildcards.variant, wildcards.task)
 
 
 def eval_settings(wildcards):
     return eval_settings_of(wildcards.task)
 
 
-def variant_adapter(wildcards):
-    """The adapter a variant adds (nothing for base), so a retrained adapter reruns its evaluation."""
-    adapter = VARIANTS[wildcards.variant]
-    return [adapter] if adapter else []
+def variant_source(wildcards):
+    """What a variant adds to the base model (an adapter directory or an intervention's expert-set
+    file; nothing for base), so a retrained adapter or a changed expert set reruns its evaluation."""
+    source = VARIANTS[wildcards.variant]
+    return [source] if source else []
+
+
+def variant_spec(wildcards):
+    """The variant's kind, and the strength of an intervention variant."""
+    if wildcards.variant in INTERVENTION_VARIANTS:
+        return {"kind": "intervention", "strength": INTERVENTION_VARIANTS[wildcards.variant][1]}
+    return {"kind": "base" if wildcards.variant == "base" else "adapter", "strength": None}
+
+
+def variant_tasks(variant):
+    """The tasks a variant is evaluated on: interventions only on `interventions.tasks` (null = all)."""
+    if variant in INTERVENTION_VARIANTS and INTERVENTION_TASKS is not None:
+        return [task for task in EVAL_TASKS if task in INTERVENTION_TASKS]
+    return EVAL_TASKS
 
 
 def eval_outputs():
-    return [f"{RESULTS}/eval/{variant}/{task}" for variant in VARIANTS for task in EVAL_TASKS]
+    return [f"{RESULTS}/eval/{variant}/{task}" for variant in VARIANTS for task in variant_tasks(variant)
+            if eval_languages_for(variant, task)]
 
 
 def stats_scores():
@@ -161,7 +195,8 @@ def all_targets():
     return targets
 
 
-SUMMARY_TABLES = ["language", "layer", "selection", "training"] + (["evaluation", "gains"] if EVAL_TASKS else [])
+SUMMARY_TABLES = ["language", "layer", "selection", "training"] + (["evaluation", "gains"] if EVAL_TASKS else []) + (
+    ["interventions"] if EVAL_TASKS and INTERVENTION_VARIANTS else [])
 
 
 def evaluation_summary_outputs():
@@ -172,6 +207,9 @@ def evaluation_summary_outputs():
         "evaluation": report(f"{RESULTS}/summary/evaluation.csv", caption="../report/summary_evaluation.rst",
                              category="Evaluation"),
         "gains": report(f"{RESULTS}/summary/gains.csv", caption="../report/summary_gains.rst", category="Evaluation"),
+        **({"interventions": report(f"{RESULTS}/summary/interventions.csv",
+                                    caption="../report/summary_interventions.rst", category="Interventions")}
+           if INTERVENTION_VARIANTS else {}),
         "gains_figure": report(f"{RESULTS}/summary/figures/gains.png", caption="../report/gains.rst",
                                category="Evaluation"),
     }

@@ -1,11 +1,12 @@
 # Evaluation (METHODS.md section 8): every variant (base, each trained adapter) on every configured
-# task, one GPU job per (variant, task) writing one result file per language.
+# task (interventions: steer-<name> / mask-<name> on `interventions.tasks`), one GPU job per (variant,
+# task) writing one result file per language.
 
 
 rule evaluate:
     input:
         data=eval_data,
-        adapter=variant_adapter,
+        source=variant_source,
         model_info=f"{RESULTS}/model/info.json",
     output:
         directory(f"{RESULTS}/eval/{{variant}}/{{task}}"),
@@ -13,6 +14,7 @@ rule evaluate:
         model=CFG["model"],
         languages=eval_languages,
         settings=eval_settings,
+        variant=variant_spec,
     log:
         f"{LOGS}/evaluate/{{variant}}/{{task}}.log",
     benchmark:

@@ -7,7 +7,9 @@ with log_to(snakemake.log[0]):
     evaluate_variant(
         model=snakemake.params.model,
         variant=snakemake.wildcards.variant,
-        adapter=snakemake.input.adapter[0] if snakemake.input.adapter else None,
+        source=snakemake.input.source[0] if snakemake.input.source else None,
+        kind=snakemake.params.variant["kind"],
+        strength=snakemake.params.variant["strength"],
         task=snakemake.wildcards.task,
         data=dict(zip(snakemake.params.languages, snakemake.input.data)),
         settings=snakemake.params.settings,

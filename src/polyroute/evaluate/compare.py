@@ -16,7 +16,7 @@ import pandas as pd
 from polyroute.evaluate.aggregate import interval, statistic
 from polyroute.evaluate.tasks import get_task
 
-__all__ = ["load_results", "read_results", "gains", "GAIN_COLUMNS"]
+__all__ = ["load_results", "read_results", "gains", "intervention_changes", "GAIN_COLUMNS", "CHANGE_COLUMNS"]
 
 GAIN_COLUMNS = ["method", "target", "task", "metric", "language", "is_target", "value", "base", "gain",
                 "gain_ci_low", "gain_ci_high", "random", "vs_random", "vs_random_ci_low", "vs_random_ci_high",
@@ -88,6 +88,31 @@ def gains(results: Mapping[tuple[str, str, str], Mapping[str, Any]], *, random_m
                            vs_random_ci_high=versus_random[4])
         rows.append(row)
     return pd.DataFrame(rows, columns=GAIN_COLUMNS)
+
+
+CHANGE_COLUMNS = ["variant", "kind", "experiment", "strength", "task", "metric", "language", "value", "base",
+                  "change", "change_ci_low", "change_ci_high", "n_items"]
+
+
+def intervention_changes(results: Mapping[tuple[str, str, str], Mapping[str, Any]], *, resamples: int = 1000,
+                         seed: int = 0) -> pd.DataFrame:
+    """One row per steer-/mask- variant x task x language: the main metric under the intervention,
+    the base model's, and the change with its paired interval (steering gain, masking damage)."""
+    rows = []
+    for (variant, task_name, language), result in sorted(results.items()):
+        info = result["variant"]
+        if info["kind"] not in ("steer", "mask") or ("base", task_name, language) not in results:
+            continue
+        metric = get_task(task_name).main_metric
+        paired = _paired(result, results[("base", task_name, language)], metric, resamples, seed)
+        if paired is None:
+            continue
+        value, base, change, low, high, n = paired
+        rows.append({"variant": variant, "kind": info["kind"], "experiment": Path(info["source"]).stem,
+                     "strength": info.get("strength"), "task": task_name, "metric": metric, "language": language,
+                     "value": value, "base": base, "change": change, "change_ci_low": low, "change_ci_high": high,
+                     "n_items": n})
+    return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
 
 
 def read_results(dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Variant", "BASE", "adapter_variant", "parse_variant"]
+__all__ = ["Variant", "BASE", "adapter_variant", "intervention_variant", "parse_variant"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -31,9 +31,10 @@ class Variant:
     kind: str  # base | adapter | steer | mask
     source: str | None  # the artifact it comes from (adapter directory, expert-set file)
     applied: Callable[[Any], contextlib.AbstractContextManager]
+    strength: float | None = None  # an intervention's lambda
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "source": self.source}
+        return {"name": self.name, "kind": self.kind, "source": self.source, "strength": self.strength}
 
 
 BASE = Variant("base", "base", None, lambda model: contextlib.nullcontext(model))
@@ -72,6 +73,22 @@ def adapter_variant(name: str, adapter_dir: str | os.PathLike) -> Variant:
     if not path.is_file():
         raise FileNotFoundError(f"variant {name}: no trained delta at {path}")
     return Variant(name, "adapter", str(Path(adapter_dir)), _adapter_context(path))
+
+
+def intervention_variant(name: str, expert_set: str | os.PathLike, strength: float | None = None) -> Variant:
+    """The base model routed under an intervention (`polyroute.interventions.from_expert_set`): the
+    expert-set file's kind and experts, at `strength` (None: the file's first)."""
+    import json
+
+    path = Path(expert_set)
+    data = json.loads(path.read_text(encoding="utf-8"))  # a bad file fails before any model loads
+    kind = "mask" if data["kind"] == "mask" else "steer"
+
+    def applied(model: Any) -> contextlib.AbstractContextManager:
+        from polyroute.interventions import from_expert_set
+
+        return from_expert_set(model, data, strength)
+    return Variant(name, kind, str(path), applied, strength)
 
 
 def parse_variant(name: str, *, adapters: dict[str, str | os.PathLike] | None = None) -> Variant:

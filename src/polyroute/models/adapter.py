@@ -111,13 +111,27 @@ class MoEAdapter:
         return [i for i, lay in enumerate(self.decoder_layers(model)) if hasattr(lay.mlp, self.router_attr)]
 
     # --- routing rule --------------------------------------------------------------------------
-    def route(self, logits: torch.Tensor, router: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def route(self, logits: torch.Tensor, router: nn.Module | None = None, *, forced: torch.Tensor | None = None,
+              barred: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The family's own rule: logits [N, E] -> (weights [N, k] float32, indices [N, k]).
 
-        `router` supplies per-layer state some families need (DeepSeek-V3's correction bias)."""
+        `router` supplies per-layer state some families need (DeepSeek-V3's correction bias). `forced` /
+        `barred` (bool, broadcastable to [N, E]) pin experts into / out of the choice (models.rules)."""
         if logits.shape[-1] != self.num_experts:
             raise ValueError(f"logits have {logits.shape[-1]} experts, the {self.family} config says {self.num_experts}")
-        return self._route(logits.reshape(-1, self.num_experts), router)
+        return self._route(logits.reshape(-1, self.num_experts), router, forced, barred)
 
-    def _route(self, logits: torch.Tensor, router: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _route(self, logits: torch.Tensor, router: nn.Module | None, forced: torch.Tensor | None,
+               barred: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def check_pins(self, layer: int, forced: set[int], barred: set[int]) -> None:
+        """One-line ValueError unless the rule can honour the pins of one layer for every token: at most k
+        forced experts, at least k experts left unbarred (families with expert groups add their limits)."""
+        where = f"{self.family} layer {layer}"
+        if forced & barred:
+            raise ValueError(f"{where}: experts {sorted(forced & barred)} are both forced and barred")
+        if len(forced) > self.top_k:
+            raise ValueError(f"{where}: {len(forced)} experts forced into the top-k, but the model routes only k={self.top_k}")
+        if self.num_experts - len(barred) < self.top_k:
+            raise ValueError(f"{where}: {len(barred)} of {self.num_experts} experts barred leaves fewer than k={self.top_k}")

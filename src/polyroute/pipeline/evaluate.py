@@ -104,10 +104,19 @@ def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Map
     return out
 
 
-def evaluate_variant(*, model: Mapping[str, Any], variant: str, adapter: str | os.PathLike | None, task: str,
-                     data: Mapping[str, str | os.PathLike], settings: Mapping[str, Any], out: str | os.PathLike) -> Path:
-    """`evaluate` for a variant given by name: ``base``, or an adapter name with its directory."""
-    from polyroute.evaluate.variants import adapter_variant, parse_variant
+def evaluate_variant(*, model: Mapping[str, Any], variant: str, source: str | os.PathLike | None, kind: str,
+                     strength: float | None, task: str, data: Mapping[str, str | os.PathLike],
+                     settings: Mapping[str, Any], out: str | os.PathLike) -> Path:
+    """`evaluate` for a variant given by name and kind: ``base``; ``adapter`` (`source` its directory);
+    ``intervention`` (`source` its expert-set file, at `strength`)."""
+    from polyroute.evaluate import variants
 
-    chosen = adapter_variant(variant, adapter) if adapter is not None else parse_variant(variant)
+    if kind == "adapter":
+        chosen = variants.adapter_variant(variant, source)
+    elif kind == "intervention":
+        chosen = variants.intervention_variant(variant, source, strength)
+    elif kind == "base":
+        chosen = variants.BASE
+    else:
+        raise ValueError(f"variant kind {kind!r} is none of base, adapter, intervention")
     return evaluate(model=model, variant=chosen, task=task, data=data, settings=settings, out=out)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from polyroute.atomic import config_hash, provenance
@@ -33,16 +34,23 @@ def extract_routing(
     out: str | os.PathLike,
     run_config: Mapping[str, Any],
     device: str = "auto",
+    per_language: int | None = None,
+    edit_routing: Callable[[Any, Any], contextlib.AbstractContextManager] | None = None,
+    attrs: Mapping[str, Any] | None = None,
 ) -> None:
     """Route shard `shard` of `shards` of the dataset's sequences and write its store at `out`.
 
     Sequences are ordered by (parallel id, language) before the contiguous split into shards, so
-    every shard holds whole groups of translations and every language."""
+    every shard holds whole groups of translations and every language. `per_language` keeps only the
+    first that many sequences of each language (in that order); `edit_routing(model, adapter)` gives a
+    context the extraction runs in (an intervention); `attrs` are added to the store's."""
     from polyroute.models import get_adapter, load_model
     from polyroute.routing.stream import extract_to_store
 
     table = read_split(data_files, split, dataset)
     table = table.iloc[interleaved_order(table["language"].tolist(), table["parallel_id"].tolist())]
+    if per_language is not None:
+        table = table.groupby("language", sort=False).head(per_language)
     part = table.iloc[shard_indices(len(table), shards, shard)]
     if part.empty:
         raise ValueError(f"shard {shard} of {shards} is empty: extraction.shards exceeds the {len(table)} sequences")
@@ -55,19 +63,20 @@ def extract_routing(
     )
     adapter = get_adapter(net)
     info = adapter.info()
-    attrs = provenance(
+    store_attrs = provenance(
         model=model["id"], model_revision=model.get("revision"), model_type=info.model_type,
         num_experts=info.num_experts, top_k=info.top_k, router_output=info.router_output_kind,
         dataset=dataset, split=split or "", max_length=extraction["max_length"],
-        config_hash=extraction_hash(run_config), shard_index=shard, shard_count=shards,
+        config_hash=extraction_hash(run_config), shard_index=shard, shard_count=shards, **(attrs or {}),
     )
     # windows go to the store as they finish: memory stays flat however large the shard
-    extract_to_store(
-        net, tokenizer, adapter, record_texts(part, dataset), part["language"].tolist(),
-        part["id"].astype(str).tolist(), part["parallel_id"].astype(str).tolist(), out, attrs,
-        languages=list(languages), batch_tokens=extraction["batch_tokens"],
-        max_length=extraction["max_length"], per_token=extraction["per_token"], progress=True,
-    )
+    with edit_routing(net, adapter) if edit_routing is not None else contextlib.nullcontext():
+        extract_to_store(
+            net, tokenizer, adapter, record_texts(part, dataset), part["language"].tolist(),
+            part["id"].astype(str).tolist(), part["parallel_id"].astype(str).tolist(), out, store_attrs,
+            languages=list(languages), batch_tokens=extraction["batch_tokens"],
+            max_length=extraction["max_length"], per_token=extraction["per_token"], progress=True,
+        )
 
 
 def gather_routing(shard_paths: Sequence[str | os.PathLike], out: str | os.PathLike,

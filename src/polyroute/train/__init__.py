@@ -4,13 +4,12 @@ Public API:
 - ``train_subnetwork(model_path, subnetwork, texts, out_dir, settings)`` -> TrainResult
 - ``apply_delta(model, path)`` -> model, ``merge(base_path, delta_path, out_dir)``
 - ``attach_deltas(model, plan)`` / ``detach_deltas``, ``build_plan(model, adapter, subnetwork)``
-- ``enforce_routing(model, adapter, {layer: experts})``, ``TrainSettings``
+- ``TrainSettings``; routing enforcement is ``polyroute.interventions.enforce_routing``
 Run as ``python -m polyroute.train ...`` or ``deepspeed --num_gpus N --module polyroute.train ...``.
 """
 
 from polyroute.train.artifacts import apply_delta, load_delta, merge, save_delta
 from polyroute.train.delta import RowDelta, attach_deltas, delta_parameters, detach_deltas
-from polyroute.train.enforce import enforce_routing
 from polyroute.train.plan import build_plan, experts_by_layer
 from polyroute.train.settings import TrainSettings
 
@@ -25,6 +24,6 @@ train_subnetwork.__doc__ = "Train only the subnetwork's experts; see polyroute.t
 
 __all__ = [
     "RowDelta", "TrainSettings", "apply_delta", "attach_deltas", "build_plan", "delta_parameters",
-    "detach_deltas", "enforce_routing", "experts_by_layer", "load_delta", "merge", "save_delta",
+    "detach_deltas", "experts_by_layer", "load_delta", "merge", "save_delta",
     "train_subnetwork",
 ]

@@ -28,7 +28,7 @@ from polyroute.plots.training import plot_loss
 from polyroute.train.artifacts import save_delta
 from polyroute.train.data import BatchOrder, collate, lr_factor, tokenize_texts
 from polyroute.train.delta import attach_deltas, count_delta_elements, delta_parameters
-from polyroute.train.enforce import enforce_routing
+from polyroute.interventions.enforce import enforce_routing
 from polyroute.train.plan import build_plan, experts_by_layer
 from polyroute.train.settings import TrainSettings
 
@@ -182,7 +182,7 @@ def _setup(model_path: str | os.PathLike, subnetwork: Mapping[str, Any], texts: 
     leaf_classes = _expert_module_classes(model, adapter, list(allowed))
     entries = attach_deltas(model, plan)
     if s.enforce_routing:
-        enforce_routing(model, adapter, allowed)
+        enforce_routing(model, adapter, allowed).start()  # for the whole run
     if s.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if s.zero_stage == 3:

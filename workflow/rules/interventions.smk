@@ -1,0 +1,97 @@
+# Routing interventions (METHODS.md section 7): each experiment's expert set as JSON, and the routing
+# dataset routed again under it (the routing shift). Evaluation variants steer-<name> / mask-<name>
+# are built by the evaluate rule from these files (polyroute.interventions.experiments.variants).
+from polyroute.interventions.experiments import experiments as intervention_experiments
+from polyroute.pipeline.interventions import experiment_settings
+
+INTERVENTIONS = intervention_experiments(CFG)
+
+
+wildcard_constraints:
+    intervention=_alternatives(INTERVENTIONS),
+
+
+def intervention_inputs(wildcards):
+    """The stores an experiment's recipe reads: the routing store, plus the English task routing for Bandarkar."""
+    inputs = {"routing": f"{RESULTS}/routing/{ROUTING['name']}.zarr", "model_info": f"{RESULTS}/model/info.json"}
+    if INTERVENTIONS[wildcards.intervention].experts == "bandarkar-task":
+        inputs["task_routing"] = f"{RESULTS}/interventions/task/{TASK_ROUTING['name']}.zarr"
+    return inputs
+
+
+def intervention_settings(wildcards):
+    return experiment_settings(INTERVENTIONS[wildcards.intervention], CFG["stats"])
+
+
+def intervention_targets():
+    return [f"{RESULTS}/interventions/{name}{ext}" for name in INTERVENTIONS for ext in (".json", ".zarr")]
+
+
+# only when some experiment needs it (bandarkar-task)
+if TASK_ROUTING:
+
+    rule task_routing:
+        input:
+            data=data_file(TASK_ROUTING["name"], CFG["reference_language"]),
+            model_info=f"{RESULTS}/model/info.json",
+        output:
+            directory(f"{RESULTS}/interventions/task/{TASK_ROUTING['name']}.zarr"),
+        params:
+            model=CFG["model"],
+            extraction=CFG["extraction"],
+            languages=[CFG["reference_language"]],
+            split=TASK_ROUTING.get("split"),
+        log:
+            f"{LOGS}/task_routing.log",
+        benchmark:
+            f"{BENCHMARKS}/task_routing.tsv"
+        threads: 2
+        resources:
+            mem_mb=16000,
+            runtime=60,
+        conda:
+            ENVS["gpu"]
+        script:
+            "../scripts/task_routing.py"
+
+
+rule intervention_experts:
+    input:
+        unpack(intervention_inputs),
+    output:
+        f"{RESULTS}/interventions/{{intervention}}.json",
+    params:
+        settings=intervention_settings,
+    log:
+        f"{LOGS}/intervention_experts/{{intervention}}.log",
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/intervention_experts.py"
+
+
+rule intervention_routing:
+    input:
+        data=[data_file(ROUTING["name"], language) for language in LANGUAGES],
+        expert_set=f"{RESULTS}/interventions/{{intervention}}.json",
+        model_info=f"{RESULTS}/model/info.json",
+    output:
+        directory(f"{RESULTS}/interventions/{{intervention}}.zarr"),
+    params:
+        model=CFG["model"],
+        extraction=CFG["extraction"],
+        languages=LANGUAGES,
+        split=ROUTING.get("split"),
+        per_language=CFG["interventions"]["shift_items"],
+    log:
+        f"{LOGS}/intervention_routing/{{intervention}}.log",
+    benchmark:
+        f"{BENCHMARKS}/intervention_routing/{{intervention}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        ENVS["gpu"]
+    script:
+        "../scripts/intervention_routing.py"
