@@ -242,3 +242,29 @@ def figure_outputs():
         )
         for name in expected_figures()
     }
+
+
+# Interventions (workflow/rules/interventions.smk): the experiments and their inputs.
+from polyroute.pipeline.interventions import experiment_settings
+
+INTERVENTIONS = _experiments(CFG)
+
+
+wildcard_constraints:
+    intervention=_alternatives(INTERVENTIONS),
+
+
+def intervention_inputs(wildcards):
+    """The stores an experiment's recipe reads: the routing store, plus the English task routing for Bandarkar."""
+    inputs = {"routing": f"{RESULTS}/routing/{ROUTING['name']}.zarr", "model_info": f"{RESULTS}/model/info.json"}
+    if INTERVENTIONS[wildcards.intervention].experts == "bandarkar-task":
+        inputs["task_routing"] = f"{RESULTS}/interventions/task/{TASK_ROUTING['name']}.zarr"
+    return inputs
+
+
+def intervention_settings(wildcards):
+    return experiment_settings(INTERVENTIONS[wildcards.intervention], CFG["stats"])
+
+
+def intervention_targets():
+    return [f"{RESULTS}/interventions/{name}{ext}" for name in INTERVENTIONS for ext in (".json", ".zarr")]

@@ -1,30 +1,6 @@
 # Routing interventions (METHODS.md section 7): each experiment's expert set as JSON, and the routing
 # dataset routed again under it (the routing shift). Evaluation variants steer-<name> / mask-<name>
 # are built by the evaluate rule from these files (polyroute.interventions.experiments.variants).
-from polyroute.interventions.experiments import experiments as intervention_experiments
-from polyroute.pipeline.interventions import experiment_settings
-
-INTERVENTIONS = intervention_experiments(CFG)
-
-
-wildcard_constraints:
-    intervention=_alternatives(INTERVENTIONS),
-
-
-def intervention_inputs(wildcards):
-    """The stores an experiment's recipe reads: the routing store, plus the English task routing for Bandarkar."""
-    inputs = {"routing": f"{RESULTS}/routing/{ROUTING['name']}.zarr", "model_info": f"{RESULTS}/model/info.json"}
-    if INTERVENTIONS[wildcards.intervention].experts == "bandarkar-task":
-        inputs["task_routing"] = f"{RESULTS}/interventions/task/{TASK_ROUTING['name']}.zarr"
-    return inputs
-
-
-def intervention_settings(wildcards):
-    return experiment_settings(INTERVENTIONS[wildcards.intervention], CFG["stats"])
-
-
-def intervention_targets():
-    return [f"{RESULTS}/interventions/{name}{ext}" for name in INTERVENTIONS for ext in (".json", ".zarr")]
 
 
 # only when some experiment needs it (bandarkar-task)
@@ -65,7 +41,7 @@ rule intervention_experts:
     log:
         f"{LOGS}/intervention_experts/{{intervention}}.log",
     conda:
-        ENVS["analysis"]
+        ENVS["gpu"]
     script:
         "../scripts/intervention_experts.py"
 

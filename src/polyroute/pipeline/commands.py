@@ -38,6 +38,9 @@ STEPS: dict[str, str] = {
     "train_subnetwork": "polyroute.pipeline.train:train_subnetwork",
     "evaluate": "polyroute.pipeline.evaluate:evaluate_variant",
     "eval_scores": "polyroute.pipeline.summary:write_scores",
+    "task_routing": "polyroute.pipeline.routing:extract_routing",
+    "intervention_experts": "polyroute.pipeline.interventions:build_expert_set",
+    "intervention_routing": "polyroute.pipeline.interventions:extract_routing_under",
     "summarize": "polyroute.pipeline.summary:summarize",
 }
 
