@@ -247,7 +247,7 @@ def test_intervention_composes_with_a_trained_delta(tmp_path, ids):
 
 
 def test_routing_capture_sees_the_intervened_routing(models):
-    from polyroute.routing.capture import extract_shard
+    from polyroute.routing.stream import extract_shard
 
     model = models["olmoe"]
     adapter = get_adapter(model)

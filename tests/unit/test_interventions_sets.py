@@ -95,12 +95,12 @@ def test_expert_set_files_from_stores(tmp_path):
     from polyroute.interventions.experiments import experiment
     from polyroute.pipeline.interventions import build_expert_set, experiment_settings
     from polyroute.routing.store import to_dataset, write_store
-    from polyroute.routing.synthetic import synthetic_routing
+    from polyroute.routing.synthetic import synthetic_shard
 
     langs = ["eng_Latn", "fra_Latn", "swh_Latn"]
     general, task = tmp_path / "general.zarr", tmp_path / "task.zarr"
-    write_store(to_dataset(synthetic_routing(0, langs, 6, layers=range(8), num_experts=8, top_k=2), {"top_k": 2}), general)
-    write_store(to_dataset(synthetic_routing(1, ["eng_Latn"], 6, layers=range(8), num_experts=8, top_k=2), {"top_k": 2}), task)
+    write_store(to_dataset(synthetic_shard(0, langs, 6, layers=range(8), num_experts=8, top_k=2), {"top_k": 2}), general)
+    write_store(to_dataset(synthetic_shard(1, ["eng_Latn"], 6, layers=range(8), num_experts=8, top_k=2), {"top_k": 2}), task)
     info = tmp_path / "info.json"
     info.write_text(json.dumps({"model_id": "tiny", "moe_layers": list(range(8)), "num_experts": 8, "top_k": 2}))
     run = {"languages": langs, "reference_language": "eng_Latn", "interventions": {"task_data": {"name": "mgsm"}}}
