@@ -16,6 +16,7 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/demo.smk"  # corpus and pretrained demo model: shipped, rebuilt on demand
 
 
 rule all:
