@@ -73,7 +73,7 @@ def build_corpus(out_dir: str | os.PathLike, langs: Sequence[str], *, packages: 
     `langs` are FLORES codes and must include English, the source language. Rebuilding from the
     same package versions gives byte-identical files.
     """
-    langs = [languages.validate_code(code) for code in langs]
+    langs = sorted(languages.validate_code(code) for code in langs)  # the order never changes the corpus
     if REFERENCE not in langs:
         raise ValueError(f"langs must include {REFERENCE}, the catalogues' source language")
     if heldout < 1:

@@ -240,8 +240,8 @@ def pretrain(out_dir: str | os.PathLike, corpus_dir: str | os.PathLike = "resour
 
     settings.check()
     if langs is None:
-        langs = sorted(languages.from_dataset_code(p.name, "flores_plus")
-                       for p in (Path(corpus_dir) / "flores_plus").iterdir())
+        langs = [languages.from_dataset_code(p.name, "flores_plus") for p in (Path(corpus_dir) / "flores_plus").iterdir()]
+    langs = sorted(langs)  # the order never changes the model
     texts = read_texts(corpus_dir, bundle_dir, langs, settings)
     _deterministic(settings.threads)
     tokenizer = train_tokenizer([t for code in langs for t in texts.train[code]], settings.vocab_size,
