@@ -22,6 +22,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/interventions.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/demo.smk"  # corpus and pretrained demo model: shipped, rebuilt on demand
 
 
 rule all:

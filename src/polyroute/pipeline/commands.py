@@ -41,6 +41,8 @@ STEPS: dict[str, str] = {
     "task_routing": "polyroute.pipeline.routing:extract_routing",
     "intervention_experts": "polyroute.pipeline.interventions:build_expert_set",
     "intervention_routing": "polyroute.pipeline.interventions:extract_routing_under",
+    "demo_corpus": "polyroute.demo.corpus:build_corpus",
+    "pretrain_demo_model": "polyroute.demo.pretrain:pretrain",
     "summarize": "polyroute.pipeline.summary:summarize",
 }
 

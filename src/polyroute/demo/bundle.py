@@ -1,20 +1,10 @@
-"""The embedded demo: a multilingual data bundle and a tiny Qwen3-MoE model with its tokenizer.
+"""The demo's data bundle: hand-written parallel text and task items in each real dataset's schema.
 
-Everything here is rebuilt byte-identically from text kept in the repository:
-
-- ``build_bundle(source_dir, out_dir)`` turns the hand-written sources under
-  ``resources/demo/source/`` (the single copy of the demo text) into files in each real
-  dataset's schema and layout, as if downloaded: ``<out>/<dataset>/<hf_config>/<split>.jsonl``
-  (see `polyroute.data` for the layout and `polyroute.data.registry` for the schemas).
-- ``build_model(out_dir, bundle_dir)`` trains a byte-level BPE tokenizer on the bundle's training
-  text (FLORES ``dev`` of every language) and builds a randomly initialised Qwen3-MoE from a fixed
-  seed; both are saved so that ``AutoTokenizer`` / ``AutoModelForCausalLM.from_pretrained`` load
-  them without remote code.
-
-Command line (from the repository root)::
-
-    python -m polyroute.demo bundle --source resources/demo/source --out resources/demo
-    python -m polyroute.demo build --out resources/models/polyroute-tiny-qwen3moe
+``build_bundle(source_dir, out_dir)`` turns the hand-written sources under
+``resources/demo/source/`` (the single copy of the demo text) into files in each real dataset's
+schema and layout, as if downloaded: ``<out>/<dataset>/<hf_config>/<split>.jsonl`` (see
+`polyroute.data` for the layout and `polyroute.data.registry` for the schemas). Rebuilding gives
+byte-identical files.
 
 Source layout (``resources/demo/source``), tab-separated, ``#`` lines are comments:
 
@@ -32,17 +22,12 @@ Source layout (``resources/demo/source``), tab-separated, ``#`` lines are commen
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import shutil
-import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from polyroute import languages
 from polyroute.atomic import atomic_write_bytes
@@ -50,16 +35,13 @@ from polyroute.atomic import atomic_write_bytes
 __all__ = [
     "DEV_SIZE",
     "SENTENCES_PER_ARTICLE",
-    "MODEL_DEFAULTS",
+    "GLOTTOCODES",
     "Article",
     "read_articles",
     "read_flores",
     "source_languages",
+    "write_jsonl",
     "build_bundle",
-    "training_texts",
-    "train_tokenizer",
-    "build_model",
-    "main",
 ]
 
 DEV_SIZE = 100  # FLORES-like split: the first 100 sentences are `dev`, the rest `devtest`
@@ -67,7 +49,6 @@ SENTENCES_PER_ARTICLE = 5
 FLORES_VERSION = "2.0"  # `last_updated` of every FLORES+ row
 BELEBELE_DS = "2023-05-03"  # `ds` column of Belebele rows (its release date)
 POLYMATH_SPLIT = "low"
-SPECIAL_TOKENS = {"pad_token": "<|pad|>", "eos_token": "<|endoftext|>", "bos_token": "<|bos|>"}
 
 # Glottolog codes of the FLORES+ configs in the bundle (FLORES+ carries a `glottocode` column).
 GLOTTOCODES = {
@@ -76,20 +57,6 @@ GLOTTOCODES = {
     "hin": "hind1269", "cmn": "beij1234",
 }
 
-# The tiny model: Qwen3-MoE with every layer sparse. Nothing in the pipeline may assume these.
-MODEL_DEFAULTS: dict[str, Any] = {
-    "hidden_size": 128,
-    "intermediate_size": 256,
-    "moe_intermediate_size": 64,
-    "num_hidden_layers": 8,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "num_experts": 16,
-    "num_experts_per_tok": 4,
-    "norm_topk_prob": True,
-    "max_position_embeddings": 1024,
-    "tie_word_embeddings": False,
-}
 
 
 # --- reading the sources ----------------------------------------------------------------------
@@ -161,7 +128,7 @@ def _passage(sentences: Sequence[str], article: Article, language: str) -> str:
 
 # --- writing the bundle -----------------------------------------------------------------------
 
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
+def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     atomic_write_bytes(path, data.encode("utf-8"))
     return path
@@ -187,7 +154,7 @@ def _flores_files(src: Path, out: Path, langs: list[str], arts: list[Article]) -
                              "glottocode": GLOTTOCODES[iso3], "text": sents[i], "url": a.url,
                              "domain": a.domain, "topic": a.topic, "has_image": a.has_image,
                              "has_hyperlink": a.has_hyperlink, "last_updated": FLORES_VERSION})
-            written.append(_write_jsonl(out / "flores_plus" / config / f"{split}.jsonl", rows))
+            written.append(write_jsonl(out / "flores_plus" / config / f"{split}.jsonl", rows))
     return written
 
 
@@ -221,7 +188,7 @@ def _belebele_files(src: Path, out: Path, arts: list[Article]) -> list[Path]:
                          "correct_answer_num": correct, "dialect": lang, "ds": BELEBELE_DS})
         keys[lang] = [(r["link"], r["question_number"], r["correct_answer_num"]) for r in rows]
         config = languages.to_dataset_code(lang, "belebele")
-        written.append(_write_jsonl(out / "belebele" / config / "test.jsonl", rows))
+        written.append(write_jsonl(out / "belebele" / config / "test.jsonl", rows))
     _check_parallel("belebele", keys)
     return written
 
@@ -233,7 +200,7 @@ def _mgsm_files(src: Path, out: Path) -> list[Path]:
                 for q, ans in _rows(src / "mgsm" / f"{lang}.tsv", 2)]
         keys[lang] = [r["answer_number"] for r in rows]
         config = languages.to_dataset_code(lang, "mgsm")
-        written.append(_write_jsonl(out / "mgsm" / config / "test.jsonl", rows))
+        written.append(write_jsonl(out / "mgsm" / config / "test.jsonl", rows))
     _check_parallel("mgsm", keys)
     return written
 
@@ -245,7 +212,7 @@ def _polymath_files(src: Path, out: Path) -> list[Path]:
         rows = [{"id": f"{POLYMATH_SPLIT}-{config}-{i}", "question": q, "answer": ans}
                 for i, (q, ans) in enumerate(_rows(src / "polymath" / f"{lang}.tsv", 2))]
         keys[lang] = [r["answer"] for r in rows]
-        written.append(_write_jsonl(out / "polymath" / config / f"{POLYMATH_SPLIT}.jsonl", rows))
+        written.append(write_jsonl(out / "polymath" / config / f"{POLYMATH_SPLIT}.jsonl", rows))
     _check_parallel("polymath", keys)
     return written
 
@@ -269,7 +236,7 @@ def _tydiqa_files(src: Path, out: Path, arts: list[Article]) -> list[Path]:
             rows.append({"id": _tydiqa_id(prefix, int(art), question), "title": title,
                          "context": context, "question": question,
                          "answers": {"text": [answer], "answer_start": [start]}})
-    return [_write_jsonl(out / "tydiqa" / "secondary_task" / "validation.jsonl", rows)]
+    return [write_jsonl(out / "tydiqa" / "secondary_task" / "validation.jsonl", rows)]
 
 
 def _multiblimp_files(src: Path, out: Path) -> list[Path]:
@@ -286,7 +253,7 @@ def _multiblimp_files(src: Path, out: Path) -> list[Path]:
             rows.append({"sen": sen, "verb": a[i], "verb_idx": i, "wrong_sen": wrong,
                          "wrong_verb": b[i], "phenomenon": phen, "lang": iso3,
                          "grammatical_feature": good_feat, "ungrammatical_feature": bad_feat})
-        written.append(_write_jsonl(out / "multiblimp" / iso3 / "train.jsonl", rows))
+        written.append(write_jsonl(out / "multiblimp" / iso3 / "train.jsonl", rows))
     return written
 
 
@@ -304,136 +271,3 @@ def build_bundle(source_dir: str | os.PathLike, out_dir: str | os.PathLike) -> l
     return (_flores_files(src, out, langs, arts) + _belebele_files(src, out, arts)
             + _mgsm_files(src, out) + _polymath_files(src, out) + _tydiqa_files(src, out, arts)
             + _multiblimp_files(src, out))
-
-
-# --- tokenizer and model ----------------------------------------------------------------------
-
-def training_texts(bundle_dir: str | os.PathLike) -> list[str]:
-    """The bundle's training text: every FLORES+ ``dev`` sentence, languages in sorted order."""
-    files = sorted(Path(bundle_dir).glob("flores_plus/*/dev.jsonl"))
-    if not files:
-        raise ValueError(f"bundle_dir {str(bundle_dir)!r} has no flores_plus/<config>/dev.jsonl")
-    texts = []
-    for f in files:
-        texts += [json.loads(line)["text"] for line in f.read_text(encoding="utf-8").splitlines()]
-    return texts
-
-
-def train_tokenizer(texts: Sequence[str], vocab_size: int = 4096):
-    """A byte-level BPE tokenizer trained on `texts`, as a `PreTrainedTokenizerFast`.
-
-    Byte-level: every string of any script encodes without unknown tokens. Special tokens
-    ``<|pad|>`` (id 0), ``<|endoftext|>`` (eos), ``<|bos|>``; padding on the left (generation).
-    """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    if vocab_size < 300:
-        raise ValueError(f"vocab_size must be >= 300 (256 bytes + specials + merges), got {vocab_size}")
-    if not texts:
-        raise ValueError("no training texts for the tokenizer")
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, show_progress=False,
-        special_tokens=list(SPECIAL_TOKENS.values()),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(list(texts), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side="left",
-                                   model_max_length=MODEL_DEFAULTS["max_position_embeddings"],
-                                   clean_up_tokenization_spaces=False, **SPECIAL_TOKENS)
-
-
-def _model_config(tokenizer, overrides: dict[str, Any]):
-    from transformers import Qwen3MoeConfig
-
-    unknown = sorted(set(overrides) - set(MODEL_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown model setting(s) {unknown} (known: {sorted(MODEL_DEFAULTS)})")
-    dims = {**MODEL_DEFAULTS, **overrides}
-    if dims["num_experts_per_tok"] > dims["num_experts"]:
-        raise ValueError(f"num_experts_per_tok={dims['num_experts_per_tok']} exceeds num_experts={dims['num_experts']}")
-    return Qwen3MoeConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                          **dims)
-
-
-def _publish_modes(directory: Path) -> None:
-    # mkdtemp (and some writers) create owner-only entries; give the usual umask-based modes.
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for f in directory.iterdir():
-        f.chmod(0o666 & ~umask)
-
-
-def build_model(out_dir: str | os.PathLike, bundle_dir: str | os.PathLike = "resources/demo", *,
-                seed: int = 0, vocab_size: int = 4096, dtype: str = "bfloat16",
-                **overrides: Any) -> Path:
-    """Train the tokenizer, build the tiny Qwen3-MoE with `seed`, save both into `out_dir`.
-
-    The model is initialised in float32 (the same numbers on every machine) and stored in
-    `dtype`; bfloat16 keeps the default model under 10 MB. `overrides` change `MODEL_DEFAULTS`.
-    The directory is assembled next to `out_dir` and swapped in whole, so a killed build leaves
-    the previous model intact. Rebuilding gives byte-identical files.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    if dtype not in {"float32", "bfloat16", "float16"}:
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
-    tokenizer = train_tokenizer(training_texts(bundle_dir), vocab_size)
-    config = _model_config(tokenizer, overrides)
-
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.to(getattr(torch, dtype)).eval()
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        _publish_modes(tmp)
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-# --- command line -----------------------------------------------------------------------------
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m polyroute.demo {bundle,build}``: rebuild the demo data or the demo model."""
-    parser = argparse.ArgumentParser(prog="python -m polyroute.demo", description=main.__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bundle", help="write the data bundle from its sources")
-    b.add_argument("--source", default="resources/demo/source")
-    b.add_argument("--out", default="resources/demo")
-    m = sub.add_parser("build", help="train the tokenizer and build the tiny MoE model")
-    m.add_argument("--out", default="resources/models/polyroute-tiny-qwen3moe")
-    m.add_argument("--bundle", default="resources/demo")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--vocab-size", type=int, default=4096)
-    m.add_argument("--dtype", default="bfloat16")
-    args = parser.parse_args(argv)
-    if args.command == "bundle":
-        files = build_bundle(args.source, args.out)
-        print(f"wrote {len(files)} files under {args.out}")
-    else:
-        out = build_model(args.out, args.bundle, seed=args.seed, vocab_size=args.vocab_size,
-                          dtype=args.dtype)
-        print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The pretrained demo MoE: settings checks, bit-for-bit reproducibility, and the shipped model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from polyroute.demo.model import publish_dir
+from polyroute.demo.pretrain import Settings, heldout_loss, pretrain, read_texts
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "resources" / "demo" / "corpus"
+BUNDLE = ROOT / "resources" / "demo"
+MODEL = ROOT / "resources" / "models" / "polyroute-demo-qwen3moe"
+
+
+def _log(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"steps": 0}, "steps must be >= 1"),
+    ({"mix": {"swh_Latn": 0.0}}, "mix shares must be in"),
+    ({"dtype": "int8"}, "dtype must be"),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        pretrain(tmp_path / "m", CORPUS, BUNDLE, settings=Settings(**changes))
+    assert not (tmp_path / "m").exists()
+
+
+def test_mix_draws_each_languages_share_and_never_a_heldout_text():
+    settings = Settings()
+    texts = read_texts(CORPUS, BUNDLE, ["eng_Latn", "swh_Latn"], settings)
+    corpus_sw = [json.loads(x)["text"] for x in (CORPUS / "flores_plus/swh_Latn/devtest.jsonl").read_text().splitlines()]
+    flores_sw = [json.loads(x)["text"] for x in (BUNDLE / "flores_plus/swh_Latn/dev.jsonl").read_text().splitlines()]
+    assert len(texts.train["swh_Latn"]) == round(0.1 * len(corpus_sw)) + round(0.1 * len(flores_sw))
+    for lang in ("eng_Latn", "swh_Latn"):
+        held = set(texts.heldout[lang]["corpus_dev"]) | set(texts.heldout[lang]["flores_devtest"])
+        assert not held & set(texts.train[lang])
+    assert read_texts(CORPUS, BUNDLE, ["swh_Latn"], settings) .train == {"swh_Latn": texts.train["swh_Latn"]}
+
+
+def test_failed_write_keeps_the_previous_directory(tmp_path):
+    out = tmp_path / "model"
+    publish_dir(out, lambda d: (d / "a.txt").write_text("old"))
+
+    def broken(d: Path) -> None:
+        (d / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        publish_dir(out, broken)
+    assert (out / "a.txt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+@pytest.mark.slow
+def test_short_run_reproduces_the_shipped_models_first_steps_bit_for_bit(tmp_path):
+    # The shipped model's log is the record of its full run; the same code and settings stopped
+    # after 3 steps must log exactly those first 3 rows and train the same tokenizer.
+    out = pretrain(tmp_path / "m", CORPUS, BUNDLE, stop_after=3)
+    shipped = json.loads((MODEL / "pretraining.json").read_text())
+    assert json.loads((out / "pretraining.json").read_text())["settings"] == shipped["settings"]
+    assert _log(out / "pretrain_log.csv") == _log(MODEL / "pretrain_log.csv")[:3]
+    assert (out / "tokenizer.json").read_bytes() == (MODEL / "tokenizer.json").read_bytes()
+    assert (out / "config.json").read_bytes() == (MODEL / "config.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_shipped_model_learned_every_language_and_its_summary_is_true():
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    summary = json.loads((MODEL / "pretraining.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(MODEL)
+    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
+    uniform = math.log(len(tokenizer))
+    for lang in ("eng_Latn", "swh_Latn"):
+        texts = read_texts(CORPUS, BUNDLE, [lang], Settings()).heldout[lang]["corpus_dev"]
+        loss = heldout_loss(model, tokenizer, texts)
+        assert loss == pytest.approx(summary["heldout_loss"][lang]["corpus_dev"], abs=1e-4)
+        assert loss < uniform  # better than guessing on text it never saw
+    assert MODEL.joinpath("model.safetensors").stat().st_size < 16 * 2**20
