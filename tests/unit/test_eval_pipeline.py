@@ -31,6 +31,7 @@ def _config(**evaluation) -> dict:
     ({"tasks": {"tydiqa": {"languages": ["deu_Latn"]}}}, "which task tydiqa (tydiqa) does not have"),
     ({"tasks": {"belebele": {"languages": ["kor_Hang"]}}}, "'kor_Hang', which is not in 'languages'"),
     ({"tasks": {"belebele": {"limit": -1}}}, "evaluation.tasks.belebele.limit"),
+    ({"tasks": {"multiblimp": {"languages": ["hin_Deva"]}}}, "has no multiblimp train file for"),
     ({"limit": 0}, "'evaluation.limit'"),
     ({"tasks": {"belebele": {"num_fewshot": -2}}}, "num_fewshot"),
     ({"tasks": {"belebele": {"shots": 2}}}, "unknown key 'evaluation.tasks.belebele.shots'"),
@@ -52,6 +53,10 @@ def test_task_languages_default_to_the_run_languages_the_task_has() -> None:
         "eng_Latn", "rus_Cyrl", "arb_Arab", "swh_Latn"]  # the run's order, only those TyDiQA has
     mgsm = cfg.evaluation_languages("mgsm_direct", {}, data["languages"])
     assert "ell_Grek" not in mgsm and "swh_Latn" in mgsm and "zho_Hans" in mgsm
+    # MultiBLiMP has Hindi, the demo bundle does not: with the bundle as the data, Hindi is left out
+    assert "hin_Deva" in cfg.evaluation_languages("multiblimp", None, data["languages"])
+    assert "hin_Deva" not in cfg.evaluation_languages("multiblimp", None, data["languages"],
+                                                      str(ROOT / "resources" / "demo"))
 
 
 def test_every_task_has_its_main_metric_and_a_harness_name_where_the_harness_has_it() -> None:
