@@ -50,6 +50,8 @@ STATS = f"results/{RUN}/stats/{DATASET}.zarr"
 SELECTION = f"results/{RUN}/selection/rise/swh_Latn.json"
 TARGETS = [ROUTING, STATS, SELECTION]  # four Slurm stages: extract (GPU) -> gather -> stats, select
 GPU_RULE = "extract_routing"
+# GPU rules the targets need: the stats read the base model's measured scores (evaluate)
+GPU_RULES = {GPU_RULE, "evaluate"}
 SHARDS = 2  # extraction.shards of the demo config: one array of 2 tasks
 LOCAL_RULES = {"download_dataset", "model_info", "download_model"}
 REPORT = f"results/{RUN}/report.html"
@@ -270,7 +272,7 @@ def test_demo_routing_through_slurm(slurm_cluster: dict[str, str], tmp_path: Pat
     assert {row["state"] for row in acct.values()} == {"COMPLETED"}, acct
     for jobid, rule in jobs.items():
         tres = acct[jobid]["tres"]
-        if rule == GPU_RULE:  # the profile's set-resources reached Slurm unchanged, for every task
+        if rule in GPU_RULES:  # the profile's set-resources reached Slurm unchanged, for every task
             assert "gres/gpu=1" in tres and "cpu=8" in tres, f"{rule} job {jobid}: {tres}"
         else:
             assert "gres/gpu" not in tres, f"CPU rule {rule} got a GPU: {tres}"

@@ -36,7 +36,7 @@ def _jobs(output: str) -> dict[str, int]:
 def demo(tmp_path_factory) -> Path:
     """A copy of the workflow whose demo run has finished (smaller training so the suite stays quick)."""
     work = tmp_path_factory.mktemp("demo")
-    for name in ("Snakefile", "config.yaml", "workflow", "resources"):
+    for name in ("Snakefile", "config.yaml", "workflow", "resources", "envs"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     config = yaml.safe_load((work / "config.yaml").read_text())

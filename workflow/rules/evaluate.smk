@@ -8,6 +8,7 @@ rule evaluate:
         data=eval_data,
         source=variant_source,
         model_info=f"{RESULTS}/model/info.json",
+        weights=f"{RESULTS}/model/weights.json",
     output:
         directory(f"{RESULTS}/eval/{{variant}}/{{task}}"),
     params:

@@ -10,6 +10,7 @@ if TASK_ROUTING:
         input:
             data=data_file(TASK_ROUTING["name"], CFG["reference_language"]),
             model_info=f"{RESULTS}/model/info.json",
+            weights=f"{RESULTS}/model/weights.json",
         output:
             directory(f"{RESULTS}/interventions/task/{TASK_ROUTING['name']}.zarr"),
         params:
@@ -51,6 +52,7 @@ rule intervention_routing:
         data=[data_file(ROUTING["name"], language) for language in LANGUAGES],
         expert_set=f"{RESULTS}/interventions/{{intervention}}.json",
         model_info=f"{RESULTS}/model/info.json",
+        weights=f"{RESULTS}/model/weights.json",
     output:
         directory(f"{RESULTS}/interventions/{{intervention}}.zarr"),
     params:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from polyroute.config import schema_defaults
 from polyroute.evaluate import aggregate, langid, metrics
 from polyroute.evaluate.fewshot import contexts
 from polyroute.evaluate.generation import generate_greedy
@@ -18,15 +19,18 @@ from polyroute.evaluate.tasks import Row, Task
 __all__ = ["EvalSettings", "run_task"]
 
 
+_EVALUATION = schema_defaults("evaluation")
+
+
 @dataclass(frozen=True)
 class EvalSettings:
-    """How a task is run (the config's `evaluation` block, per task)."""
+    """How a task is run (the config's `evaluation` block, per task; defaults from its schema)."""
 
-    num_fewshot: int = 0
-    batch_size: int = 16
-    max_new_tokens: int = 256
-    bootstrap: int = 1000
-    seed: int = 0
+    num_fewshot: int = 0  # a task's own setting: no shots unless asked
+    batch_size: int = _EVALUATION["batch_size"]
+    max_new_tokens: int = _EVALUATION["max_new_tokens"]
+    bootstrap: int = _EVALUATION["bootstrap"]
+    seed: int = _EVALUATION["seed"]
 
 
 def _choice_items(model, tokenizer, task: Task, items: Sequence[Row], prompts: list[str],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -57,3 +58,13 @@ def load_model(
         # batching needs a pad id; padded positions are masked out, so any id works
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.convert_ids_to_tokens(0)
     return model, tokenizer
+
+
+def load_configured_model(model: Mapping[str, Any], *, device: str = "auto") -> tuple[Any, Any]:
+    """`load_model` with the config's `model` block (id, revision, dtype, trust_remote_code, kernels)."""
+    return load_model(
+        model["id"], revision=model.get("revision"), dtype=model.get("dtype", "auto"),
+        trust_remote_code=model.get("trust_remote_code", False),
+        attn_implementation=model.get("attn_implementation"),
+        experts_implementation=model.get("experts_implementation"), device=device,
+    )

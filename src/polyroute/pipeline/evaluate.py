@@ -77,12 +77,9 @@ def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Map
     frames = {language: pd.read_parquet(path) for language, path in data.items()}  # fail before loading
     fewshot_split = spec.fewshot_split or spec.test_split
     if loaded is None:
-        from polyroute.models.loading import load_model
+        from polyroute.models.loading import load_configured_model
 
-        loaded = load_model(model["id"], revision=model.get("revision"), dtype=model.get("dtype", "auto"),
-                            trust_remote_code=model.get("trust_remote_code", False),
-                            attn_implementation=model.get("attn_implementation"),
-                            experts_implementation=model.get("experts_implementation"))
+        loaded = load_configured_model(model)
     net, tokenizer = loaded
     work = Path(f"{out}.partial")
     shutil.rmtree(work, ignore_errors=True)

@@ -44,7 +44,8 @@ def extract_routing(
     every shard holds whole groups of translations and every language. `per_language` keeps only the
     first that many sequences of each language (in that order); `edit_routing(model, adapter)` gives a
     context the extraction runs in (an intervention); `attrs` are added to the store's."""
-    from polyroute.models import get_adapter, load_model
+    from polyroute.models import get_adapter
+    from polyroute.models.loading import load_configured_model
     from polyroute.routing.stream import extract_to_store
 
     table = read_split(data_files, split, dataset)
@@ -55,12 +56,7 @@ def extract_routing(
     if part.empty:
         raise ValueError(f"shard {shard} of {shards} is empty: extraction.shards exceeds the {len(table)} sequences")
     log.info("shard %d/%d: %d of %d sequences", shard, shards, len(part), len(table))
-    net, tokenizer = load_model(
-        model["id"], revision=model.get("revision"), dtype=model.get("dtype", "auto"),
-        trust_remote_code=model.get("trust_remote_code", False),
-        attn_implementation=model.get("attn_implementation"),
-        experts_implementation=model.get("experts_implementation"), device=device,
-    )
+    net, tokenizer = load_configured_model(model, device=device)
     adapter = get_adapter(net)
     info = adapter.info()
     store_attrs = provenance(
