@@ -102,7 +102,11 @@ def test_expert_set_files_from_stores(tmp_path):
     write_store(to_dataset(synthetic_shard(0, langs, 6, layers=range(8), num_experts=8, top_k=2), {"top_k": 2}), general)
     write_store(to_dataset(synthetic_shard(1, ["eng_Latn"], 6, layers=range(8), num_experts=8, top_k=2), {"top_k": 2}), task)
     info = tmp_path / "info.json"
-    info.write_text(json.dumps({"model_id": "tiny", "moe_layers": list(range(8)), "num_experts": 8, "top_k": 2}))
+    from polyroute.models.info import ModelInfo
+
+    record = ModelInfo(moe_layers=tuple(range(8)), num_experts=8, expert_params=10, router_params=8,
+                       total_params=10_000, model="tiny", top_k=2).to_record()
+    info.write_text(json.dumps(record))
     run = {"languages": langs, "reference_language": "eng_Latn", "interventions": {"task_data": {"name": "mgsm"}}}
     stats = {"affinity_top_m": 8, "exclusive_threshold": 0.4}
     raws = {"t": dict(kind="hard", experts="bandarkar-task", tau=-1.0, window="steer"),  # tau < 0: many pass

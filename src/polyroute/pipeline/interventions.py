@@ -22,6 +22,7 @@ from polyroute.interventions import expert_sets
 from polyroute.interventions.experiments import Experiment
 from polyroute.interventions.kinds import VARIANT_PREFIX
 from polyroute.routing.store import open_store
+from polyroute.models.info import read_model_info
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,8 @@ def build_expert_set(*, settings: Mapping[str, Any], routing: str | os.PathLike,
 
     `hard` keeps at most k experts per layer and `mask` at most E - k (the highest-scoring ones), so
     that the top-k can honour every pin."""
-    with open(model_info, encoding="utf-8") as handle:
-        info = json.load(handle)
-    moe, E, k = list(info["moe_layers"]), int(info["num_experts"]), int(info["top_k"])
+    info = read_model_info(model_info)
+    moe, E, k = list(info.moe_layers), int(info.num_experts), int(info.top_k)
     layers = list(settings["layers"]) if settings["layers"] is not None else expert_sets.window_layers(settings["window"], moe)
     cap = {"hard": k, "mask": E - k}.get(settings["kind"])
     if settings["experts"] == "list":
@@ -79,7 +79,7 @@ def build_expert_set(*, settings: Mapping[str, Any], routing: str | os.PathLike,
         "name": settings["name"], "kind": settings["kind"], "variant_prefix": VARIANT_PREFIX[settings["kind"]],
         "recipe": settings["experts"], "language": settings["language"], "experts": experts, "scores": scores,
         "score": score_name, "strengths": list(settings["strengths"]), "languages": list(settings["languages"]),
-        "layers": layers, "model": info["model_id"], "num_experts": E, "top_k": k,
+        "layers": layers, "model": info.model, "num_experts": E, "top_k": k,
         "settings": {key: value for key, value in settings.items() if key not in ("name", "kind", "strengths", "languages")}
         | {"max_per_layer": cap, "routing": str(routing), "task_routing": None if task_routing is None else str(task_routing)},
         "created": utc_now(),
