@@ -51,6 +51,20 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def _compare(title: str, variants: dict, n_items: int, repeats: int) -> None:
+    """Time the variants interleaved, print items/s and the ratio to the first (the baseline)."""
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            times[name].append(_timed(fn))
+    baseline = next(iter(variants))
+    base = statistics.median(times[baseline])
+    print(f"\n{title}")
+    for name, values in times.items():
+        t = statistics.median(values)
+        print(f"  {name:<14} {n_items / t:8.2f} items/s   {base / t:5.2f}x of {baseline}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "resources" / "models" / "polyroute-tiny-qwen3moe"))
@@ -71,15 +85,8 @@ def main() -> None:
         "per item": lambda: [loglikelihoods(model, encoded[i:i + 4], batch_size=1) for i in range(0, len(encoded), 4)],
         f"batched ({args.batch_size})": lambda: loglikelihoods(model, encoded, batch_size=args.batch_size),
     }
-    times = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, fn in variants.items():
-            times[name].append(_timed(fn))
-    base = statistics.median(times["per choice"])
-    print(f"\nlog-likelihood: {len(items)} Belebele items, {len(requests)} choices")
-    for name, values in times.items():
-        t = statistics.median(values)
-        print(f"  {name:<14} {len(items) / t:8.1f} items/s   {base / t:5.2f}x of per-choice")
+    _compare(f"log-likelihood: {len(items)} Belebele items, {len(requests)} choices", variants, len(items),
+             args.repeats)
 
     mgsm = get_task("mgsm_direct")
     _, gen_prompts = _items("mgsm_direct")
@@ -91,15 +98,8 @@ def main() -> None:
                                                                max_new_tokens=args.max_new_tokens,
                                                                batch_size=args.batch_size),
     }
-    times = {name: [] for name in gen_variants}
-    for _ in range(args.repeats):
-        for name, fn in gen_variants.items():
-            times[name].append(_timed(fn))
-    base = statistics.median(times["one at a time"])
-    print(f"\ngreedy generation: {len(gen_prompts)} {mgsm.name} prompts, up to {args.max_new_tokens} new tokens")
-    for name, values in times.items():
-        t = statistics.median(values)
-        print(f"  {name:<14} {len(gen_prompts) / t:8.2f} items/s   {base / t:5.2f}x of one at a time")
+    _compare(f"greedy generation: {len(gen_prompts)} {mgsm.name} prompts, up to {args.max_new_tokens} new tokens",
+             gen_variants, len(gen_prompts), args.repeats)
 
 
 if __name__ == "__main__":
