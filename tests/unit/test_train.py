@@ -146,6 +146,9 @@ def test_delta_file_format_and_bad_input(tmp_path):
     got, meta = load_delta(tmp_path / "d.safetensors")
     assert got["a.w"][0].tolist() == [1, 5] and torch.equal(got["a.w"][1], d) and got["b.w"][0] is None
     assert meta["format"] == "polyroute-delta/1" and json.loads(meta["k"]) == [1]
+    raw = (tmp_path / "d.safetensors").read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    assert size % 8 == 0 and list(json.loads(raw[8:8 + size])["__metadata__"]) == ["format", "k"]  # sorted
     save_file({"x": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(ValueError, match="not a polyroute delta"):
         load_delta(tmp_path / "plain.safetensors")

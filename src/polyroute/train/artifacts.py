@@ -35,7 +35,23 @@ def save_delta(path: str | os.PathLike, deltas: Mapping[str, tuple[torch.Tensor 
             tensors[name + ROWS_SUFFIX] = rows.detach().to("cpu", torch.long).contiguous()
     meta = {"format": FORMAT}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
-    atomic_write_bytes(path, safetensors_save(tensors, metadata=meta))
+    atomic_write_bytes(path, _sorted_metadata(safetensors_save(tensors, metadata=meta)))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The safetensors file with its metadata keys in sorted order.
+
+    safetensors writes metadata in hash order, which changes from process to process, so equal
+    deltas would be different files; sorting makes a rerun's file byte-identical. Tensor offsets
+    count from the end of the header, so the header may be rewritten (padded to 8 bytes, as
+    safetensors does) without touching the data.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
 
 
 def load_delta(path: str | os.PathLike) -> tuple[dict[str, tuple[torch.Tensor | None, torch.Tensor]], dict[str, str]]:
