@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from polyroute import languages
 from polyroute.atomic import atomic_write_bytes
@@ -173,9 +174,22 @@ def _check_parallel(task: str, keys: dict[str, list]) -> None:
             raise ValueError(f"{task}: {lang} disagrees with {ref_lang} on row keys/answers: {k} != {ref}")
 
 
-def _belebele_files(src: Path, out: Path, arts: list[Article]) -> list[Path]:
+def _parallel_files(src: Path, out: Path, task: str, split: str,
+                    rows_of: Callable[[str, str], list[dict]], key: Callable[[dict], Any]) -> list[Path]:
+    """One file per language of a parallel task; `rows_of(language, config)` builds its rows, which
+    must agree across languages on `key` (the language-independent part: links, answers)."""
     written, keys = [], {}
-    for lang in _task_languages(src, "belebele", "belebele"):
+    for lang in _task_languages(src, task, task):
+        config = languages.to_dataset_code(lang, task)
+        rows = rows_of(lang, config)
+        keys[lang] = [key(r) for r in rows]
+        written.append(write_jsonl(out / task / config / f"{split}.jsonl", rows))
+    _check_parallel(task, keys)
+    return written
+
+
+def _belebele_files(src: Path, out: Path, arts: list[Article]) -> list[Path]:
+    def rows_of(lang: str, config: str) -> list[dict]:
         sents = read_flores(src, lang)
         rows = []
         for art, qn, correct, question, *answers in _rows(src / "belebele" / f"{lang}.tsv", 8):
@@ -186,35 +200,26 @@ def _belebele_files(src: Path, out: Path, arts: list[Article]) -> list[Path]:
                          "flores_passage": _passage(sents, a, lang), "question": question,
                          **{f"mc_answer{i}": ans for i, ans in enumerate(answers, 1)},
                          "correct_answer_num": correct, "dialect": lang, "ds": BELEBELE_DS})
-        keys[lang] = [(r["link"], r["question_number"], r["correct_answer_num"]) for r in rows]
-        config = languages.to_dataset_code(lang, "belebele")
-        written.append(write_jsonl(out / "belebele" / config / "test.jsonl", rows))
-    _check_parallel("belebele", keys)
-    return written
+        return rows
+
+    return _parallel_files(src, out, "belebele", "test", rows_of,
+                           key=lambda r: (r["link"], r["question_number"], r["correct_answer_num"]))
 
 
 def _mgsm_files(src: Path, out: Path) -> list[Path]:
-    written, keys = [], {}
-    for lang in _task_languages(src, "mgsm", "mgsm"):
-        rows = [{"question": q, "answer": None, "answer_number": int(ans), "equation_solution": None}
+    def rows_of(lang: str, config: str) -> list[dict]:
+        return [{"question": q, "answer": None, "answer_number": int(ans), "equation_solution": None}
                 for q, ans in _rows(src / "mgsm" / f"{lang}.tsv", 2)]
-        keys[lang] = [r["answer_number"] for r in rows]
-        config = languages.to_dataset_code(lang, "mgsm")
-        written.append(write_jsonl(out / "mgsm" / config / "test.jsonl", rows))
-    _check_parallel("mgsm", keys)
-    return written
+
+    return _parallel_files(src, out, "mgsm", "test", rows_of, key=lambda r: r["answer_number"])
 
 
 def _polymath_files(src: Path, out: Path) -> list[Path]:
-    written, keys = [], {}
-    for lang in _task_languages(src, "polymath", "polymath"):
-        config = languages.to_dataset_code(lang, "polymath")
-        rows = [{"id": f"{POLYMATH_SPLIT}-{config}-{i}", "question": q, "answer": ans}
+    def rows_of(lang: str, config: str) -> list[dict]:
+        return [{"id": f"{POLYMATH_SPLIT}-{config}-{i}", "question": q, "answer": ans}
                 for i, (q, ans) in enumerate(_rows(src / "polymath" / f"{lang}.tsv", 2))]
-        keys[lang] = [r["answer"] for r in rows]
-        written.append(write_jsonl(out / "polymath" / config / f"{POLYMATH_SPLIT}.jsonl", rows))
-    _check_parallel("polymath", keys)
-    return written
+
+    return _parallel_files(src, out, "polymath", POLYMATH_SPLIT, rows_of, key=lambda r: r["answer"])
 
 
 def _tydiqa_id(prefix: str, article: int, question: str) -> str:
