@@ -2,7 +2,8 @@
 
 Gradient + AdamW state bytes and step time of three ways to train a ~2% expert budget on the same
 model: (a) row deltas on the selected experts (polyroute.train), (b) masking whole fused expert
-tensors (grads zeroed outside the selected rows), (c) full fine-tuning.
+tensors (grads zeroed outside the selected rows), (c) full fine-tuning; and (a) again with
+deterministic kernels (`training.deterministic`, the default), for what reproducibility costs.
 
     .venv/bin/python bench/bench_train.py [--experts 64 --layers 4 --hidden 256 --budget 0.02 --steps 5]
 """
@@ -18,6 +19,7 @@ import torch
 from polyroute.models import get_adapter
 from polyroute.models.tiny import tiny_config, tiny_model
 from polyroute.train import attach_deltas, build_plan
+from polyroute.train.loop import deterministic_kernels
 
 
 def state_bytes(params: list[torch.nn.Parameter], opt: torch.optim.Optimizer) -> tuple[int, int]:
@@ -31,7 +33,7 @@ def state_bytes(params: list[torch.nn.Parameter], opt: torch.optim.Optimizer) ->
 def setup(kind: str, cfg, subnet: dict, seed: int):
     model = tiny_model(cfg, seed=seed).float().train()
     adapter = get_adapter(model)
-    if kind == "subnetwork":
+    if kind in ("subnetwork", "deterministic"):
         attach_deltas(model, build_plan(model, adapter, subnet))
     elif kind == "masked":
         for p in model.parameters():
@@ -77,13 +79,14 @@ def main() -> None:
           f"moe_intermediate {args.moe_intermediate}; budget {k}/{total} experts ({k / total:.1%}); "
           f"layers touched: {len({l for l, _ in subnet['experts']})}")
     # the three setups step in turn, so load from other processes hits them alike
-    runs = {kind: setup(kind, cfg, subnet, seed=0) for kind in ("subnetwork", "masked", "full")}
+    runs = {kind: setup(kind, cfg, subnet, seed=0) for kind in ("subnetwork", "deterministic", "masked", "full")}
     times: dict[str, list[float]] = {kind: [] for kind in runs}
     grads: dict[str, int] = {}
     for step in range(args.steps + 1):
         for kind, (model, params, opt) in runs.items():
             t0 = time.perf_counter()
-            model(x, labels=x).loss.backward()
+            with deterministic_kernels(kind == "deterministic"):
+                model(x, labels=x).loss.backward()
             if step == 0:
                 grads[kind] = state_bytes(params, opt)[0]
             opt.step()
@@ -95,10 +98,12 @@ def main() -> None:
     expert_bytes = sum(p.numel() * p.element_size() for layer in range(args.layers)
                        for p in get_adapter(runs["full"][0]).expert_parameters(runs["full"][0], layer).values())
     full = results["full"]
-    print(f"{'setup':<12}{'trainable':>12}{'grad MB':>10}{'Adam MB':>10}{'state/full':>12}{'state/experts':>15}{'step s':>9}{'vs full':>9}")
+    print(f"{'setup':<14}{'trainable':>12}{'grad MB':>10}{'Adam MB':>10}{'state/full':>12}{'state/experts':>15}{'step s':>9}{'vs full':>9}")
     for kind, (n, grads, states, t) in results.items():
-        print(f"{kind:<12}{n:>12,}{grads / 2**20:>10.2f}{states / 2**20:>10.2f}{(grads + states) / (full[1] + full[2]):>12.4f}"
+        print(f"{kind:<14}{n:>12,}{grads / 2**20:>10.2f}{states / 2**20:>10.2f}{(grads + states) / (full[1] + full[2]):>12.4f}"
               f"{(grads + states) / (3 * expert_bytes):>15.4f}{t:>9.3f}{t / full[3]:>9.2f}")
+    ratio = results["deterministic"][3] / results["subnetwork"][3]
+    print(f"deterministic kernels: {ratio:.2f}x the subnetwork step")
     print("state/experts = (grad + Adam state) / (3 x all expert weights), i.e. the fraction of what training "
           "every expert would hold")
 

@@ -91,6 +91,7 @@ class TrainingConfig:
     train_routers: bool
     enforce_routing: bool
     gradient_checkpointing: bool
+    deterministic: bool
     seed: int
     gpus: int
 

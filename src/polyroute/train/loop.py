@@ -16,9 +16,10 @@ import os
 import shutil
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -83,6 +84,27 @@ def init_distributed(use_cuda: bool) -> tuple[int, int]:
                 world_size=1,
             )
     return dist.get_rank(), dist.get_world_size()
+
+
+@contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels inside the block (when `enabled`), the caller's choice restored after.
+
+    The MoE experts' token gather (``hidden[perm // k]``) has a backward that adds with atomics on
+    CPU and GPU, so two runs differ in the last bits and a rerun's delta is not the same file.
+    Ops without a deterministic version warn instead of failing (``warn_only``).
+    """
+    if not enabled:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' deterministic workspace
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def resolve_dtype(name: str, use_cuda: bool) -> torch.dtype:
@@ -283,12 +305,13 @@ def train_subnetwork(model_path: str | os.PathLike, subnetwork: Mapping[str, Any
     experts_by_layer(subnetwork)  # a malformed subnetwork fails before any model work
     if not texts:
         raise ValueError("texts: empty; nothing to train on")
-    run = _setup(model_path, subnetwork, texts, Path(out_dir), s, adapter)
-    start, rows = _resume(run)
-    t0 = time.perf_counter()
-    _train_steps(run, s, start, rows)
-    elapsed = time.perf_counter() - t0
-    n_train = _save(run, s, model_path, subnetwork, rows, start, elapsed)
+    with deterministic_kernels(s.deterministic):
+        run = _setup(model_path, subnetwork, texts, Path(out_dir), s, adapter)
+        start, rows = _resume(run)
+        t0 = time.perf_counter()
+        _train_steps(run, s, start, rows)
+        elapsed = time.perf_counter() - t0
+        n_train = _save(run, s, model_path, subnetwork, rows, start, elapsed)
     dist.barrier()
     return TrainResult(run.out, run.total, rows[-1]["loss"] if rows else float("nan"), n_train, start, rows,
                        run.engine.module if return_model else None)

@@ -37,6 +37,7 @@ class TrainSettings:
     adam_eps: float = 1e-8
     enforce_routing: bool = _TRAINING["enforce_routing"]  # Khandelwal: chosen layers route only to the chosen experts
     gradient_checkpointing: bool = _TRAINING["gradient_checkpointing"]  # bounds the per-layer copy of expert weights
+    deterministic: bool = _TRAINING["deterministic"]  # deterministic kernels: reruns are bit-identical
     trust_remote_code: bool = _MODEL["trust_remote_code"]
     max_steps: int = 0  # > 0 stops early (smoke runs); 0 = epochs decide
 
