@@ -44,6 +44,8 @@ INTERVENTION_VARIANTS = {
 }
 VARIANTS |= {name: f"{RESULTS}/interventions/{experiment}.json" for name, (experiment, _, _) in INTERVENTION_VARIANTS.items()}
 INTERVENTION_TASKS = CFG["interventions"]["tasks"]
+# intervention variants are evaluated: summary/interventions.csv and rule intervention_report (summary.smk)
+INTERVENTION_REPORT = bool(EVAL_TASKS and INTERVENTION_VARIANTS)
 
 # Once the model's config has been read (first job of a run), check settings against it at parse
 # time, so a budget or layer window that does not fit the model fails before any job starts.
@@ -196,7 +198,7 @@ def all_targets():
 
 
 SUMMARY_TABLES = ["language", "layer", "selection", "training"] + (["evaluation", "gains"] if EVAL_TASKS else []) + (
-    ["interventions"] if EVAL_TASKS and INTERVENTION_VARIANTS else [])
+    ["interventions"] if INTERVENTION_REPORT else [])
 
 
 def evaluation_summary_outputs():
@@ -209,7 +211,7 @@ def evaluation_summary_outputs():
         "gains": report(f"{RESULTS}/summary/gains.csv", caption="../report/summary_gains.rst", category="Evaluation"),
         **({"interventions": report(f"{RESULTS}/summary/interventions.csv",
                                     caption="../report/summary_interventions.rst", category="Interventions")}
-           if INTERVENTION_VARIANTS else {}),
+           if INTERVENTION_REPORT else {}),
         "gains_figure": report(f"{RESULTS}/summary/figures/gains.png", caption="../report/gains.rst",
                                category="Evaluation"),
     }
@@ -267,4 +269,8 @@ def intervention_settings(wildcards):
 
 
 def intervention_targets():
-    return [f"{RESULTS}/interventions/{name}{ext}" for name in INTERVENTIONS for ext in (".json", ".zarr")]
+    targets = [f"{RESULTS}/interventions/{name}{ext}" for name in INTERVENTIONS for ext in (".json", ".zarr")]
+    if INTERVENTION_REPORT:
+        targets += [f"{RESULTS}/summary/{name}.csv" for name in ("steering", "routing_shift")]
+        targets += [f"{RESULTS}/summary/figures/{name}.png" for name in ("steering_sweep", "masking", "routing_shift")]
+    return targets
