@@ -117,6 +117,16 @@ def test_changes_carry_language_consistency_where_measured() -> None:
     assert set(table["experiment"]) == {"swh-late"}
 
 
+def _write_result(root: Path, variant: str, kind: str, source: str, strength, language: str, acc: list[int]) -> Path:
+    directory = root / variant / "belebele"
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"variant": {"name": variant, "kind": kind, "source": source, "strength": strength}, "task": "belebele",
+              "language": language, "metrics": {"acc": float(np.mean(acc))}, "ci95": {}, "n_items": len(acc),
+              "items": [{"id": f"{language}:{i}", "acc": a} for i, a in enumerate(acc)]}
+    (directory / f"{language}.json").write_text(json.dumps(record))
+    return directory
+
+
 def test_report_step_writes_tables_and_figures(tmp_path: Path) -> None:
     from polyroute.pipeline.intervention_report import intervention_report
 
@@ -129,18 +139,25 @@ def test_report_step_writes_tables_and_figures(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text(json.dumps({"name": "x", "kind": "mask", "language": "fra_Latn",
                                                  "layers": [2], "experts": [[2, 3]],
                                                  "settings": {"window": "late", "layers": None}}))
-    changes = _changes({0.01: [(0.0, -0.1, 0.1)] * 2, 0.03: [(-0.3, -0.4, -0.2)] * 2}, experiment="s")
-    mask = changes.iloc[:2].assign(kind="mask", experiment="x", strength=np.nan)
-    pd.concat([changes, mask]).to_csv(tmp_path / "interventions.csv", index=False)
-    names = ("steering.csv", "shift.csv", "sweep.png", "masking.png", "shift.png")
-    intervention_report(changes=tmp_path / "interventions.csv", routing=tmp_path / "routing.zarr",
-                        expert_sets=[tmp_path / "x.json"], shift_stores=[tmp_path / "x.zarr"],
-                        **dict(zip(("steering_out", "shift_out", "sweep_figure", "masking_figure", "shift_figure"),
-                                   (tmp_path / n for n in names))))
-    steering = pd.read_csv(tmp_path / "steering.csv")
+    dirs = set()
+    for language in ("eng_Latn", "fra_Latn"):
+        dirs.add(_write_result(tmp_path, "base", "base", "", None, language, [1] * 10))
+        # steering s keeps every answer at 0.01 and loses every one at 0.03: collapse at 0.03
+        dirs.add(_write_result(tmp_path, "steer-s-0.01", "steer", "s.json", 0.01, language, [1] * 10))
+        dirs.add(_write_result(tmp_path, "steer-s-0.03", "steer", "s.json", 0.03, language, [0] * 10))
+        dirs.add(_write_result(tmp_path, "mask-x", "mask", "x.json", None, language, [1, 0] * 5))
+    outputs = {key: tmp_path / name for key, name in (
+        ("changes_out", "changes.csv"), ("steering_out", "steering.csv"), ("shift_out", "shift.csv"),
+        ("sweep_figure", "sweep.png"), ("masking_figure", "masking.png"), ("shift_figure", "shift.png"))}
+    intervention_report(eval_dirs=sorted(dirs), routing=tmp_path / "routing.zarr", expert_sets=[tmp_path / "x.json"],
+                        shift_stores=[tmp_path / "x.zarr"], bootstrap=100, **outputs)
+    changes = pd.read_csv(outputs["changes_out"])
+    assert changes.loc[changes["experiment"] == "x", "change"].tolist() == pytest.approx([-0.5, -0.5])
+    steering = pd.read_csv(outputs["steering_out"])
+    assert steering["mean_change"].tolist() == pytest.approx([0.0, -1.0])
     assert steering["collapse_point"].tolist() == [0.03, 0.03]
-    shift = pd.read_csv(tmp_path / "shift.csv")
+    shift = pd.read_csv(outputs["shift_out"])
     assert len(shift) == 3 * len(layers) and np.allclose(shift["jsd"], 0.0)
     late = shift[shift["layer"] == 2]
     assert np.allclose(late["edited_share_base"], late["edited_share_shifted"])
-    assert all((tmp_path / n).stat().st_size > 0 for n in names)
+    assert all(path.stat().st_size > 0 for path in outputs.values())

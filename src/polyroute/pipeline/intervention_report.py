@@ -1,7 +1,8 @@
-"""Step `intervention_report`: the report's view of the routing interventions, from the changes table
-of `summarize` (summary/interventions.csv), the expert sets and the routing under each experiment.
+"""Step `intervention_report`: the report's view of the routing interventions, from the evaluations of
+the steer-/mask- variants and of the base model, the expert sets and the routing under each experiment.
 
-Writes summary/steering.csv (per steering sweep and strength: the mean change over languages with its
+Writes summary/interventions.csv (each variant's change vs base per task, language and metric, with
+paired intervals: `polyroute.evaluate.compare.intervention_changes`), summary/steering.csv (per steering sweep and strength: the mean change over languages with its
 interval, and the sweep's collapse point, `polyroute.evaluate.sweep`), summary/routing_shift.csv (per
 intervention, language and layer: `polyroute.stats.shift.routing_shift` against the base routing on the
 same sequences) and three figures: the sweep, the masking damage, the routing shift. No torch.
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from polyroute.atomic import atomic_write_text
-from polyroute.evaluate.compare import CONSISTENCY
+from polyroute.evaluate.compare import CONSISTENCY, intervention_changes, load_results
 from polyroute.evaluate.sweep import collapse_point, sweep_means
 from polyroute.evaluate.tasks import get_task
 from polyroute.plots.interventions import plot_masking, plot_routing_shift, plot_sweep
@@ -46,14 +47,15 @@ def _window_label(record: dict) -> str:
     return f"{record['name']} ({settings['window'] + ': ' if named else ''}layers {record['layers']})"
 
 
-def intervention_report(*, changes: str | os.PathLike, routing: str | os.PathLike,
+def intervention_report(*, eval_dirs: Sequence[str | os.PathLike], routing: str | os.PathLike,
                         expert_sets: Sequence[str | os.PathLike], shift_stores: Sequence[str | os.PathLike],
-                        steering_out: str | os.PathLike, shift_out: str | os.PathLike,
-                        sweep_figure: str | os.PathLike, masking_figure: str | os.PathLike,
-                        shift_figure: str | os.PathLike) -> None:
-    """Write the steering and routing-shift tables and the three figures (see the module docstring).
-    A shift store is paired with the expert set of the same name (`<name>.zarr`, `<name>.json`)."""
-    table = pd.read_csv(changes)
+                        changes_out: str | os.PathLike, steering_out: str | os.PathLike,
+                        shift_out: str | os.PathLike, sweep_figure: str | os.PathLike,
+                        masking_figure: str | os.PathLike, shift_figure: str | os.PathLike,
+                        bootstrap: int = 1000, seed: int = 0) -> None:
+    """Write the changes, steering and routing-shift tables and the three figures (see the module
+    docstring). A shift store is paired with the expert set of the same name (`<name>.zarr`, `<name>.json`)."""
+    table = intervention_changes(load_results(eval_dirs), resamples=bootstrap, seed=seed)
     records = {Path(path).stem: json.loads(Path(path).read_text(encoding="utf-8")) for path in expert_sets}
     steering = steering_table(table)
     main = steering[steering["metric"] != CONSISTENCY]  # the sweep figure shows each task's main metric
@@ -68,6 +70,7 @@ def intervention_report(*, changes: str | os.PathLike, routing: str | os.PathLik
               for path in shift_stores}
     shift = shift_table(shifts)
     plot_routing_shift(shift, shift_figure)
+    atomic_write_text(changes_out, table.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(steering_out, steering.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(shift_out, shift.to_csv(index=False, float_format="%.6g"))
     log.info("%d steering sweep rows, %d routing shift rows", len(steering), len(shift))
