@@ -52,6 +52,8 @@ def plot_sweep(changes: pd.DataFrame, sweep: pd.DataFrame, collapse: Mapping[tup
         point = collapse.get((experiment, task))
         if point is not None:
             ax.axvline(point, color="tab:red", ls="--", lw=1.2, label=f"collapse point {point:g}")
+        if means["strength"].min() > 0 and means["strength"].max() >= 10 * means["strength"].min():
+            ax.set_xscale("log")  # sweeps like 0.01 ... 1 would crowd their small strengths together
         ax.set_xlabel("strength (lambda)", fontsize=8)
         ax.set_ylabel(f"change in {means['metric'].iloc[0]}", fontsize=8)
         ax.set_title(f"steer-{experiment} on {task}: change vs base", fontsize=9)
