@@ -120,3 +120,32 @@ def test_loss_figure_is_a_png_of_the_log(tmp_path):
     image = imread(tmp_path / "loss.png")
     assert image.shape[:2] == (385, 660)  # 6 x 3.5 inches at 110 dpi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]  # written atomically, nothing left over
+
+
+def test_intervention_figures(tmp_path):
+    import pandas as pd
+
+    from polyroute.evaluate.sweep import sweep_means
+    from polyroute.plots.interventions import plot_masking, plot_routing_shift, plot_sweep
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for kind, experiment, strengths in (("steer", "en-shared", (0.01, 0.022, 0.03)), ("mask", "swh-early", (None,)),
+                                        ("mask", "swh-late", (None,))):
+        for strength in strengths:
+            for g in ("eng_Latn", "fra_Latn", "swh_Latn"):
+                change = rng.normal(-(strength or 0.02) * 5, 0.02)
+                rows.append({"kind": kind, "experiment": experiment, "strength": strength, "task": "belebele",
+                             "metric": "acc", "language": g, "change": change, "change_ci_low": change - 0.05,
+                             "change_ci_high": change + 0.05})
+    changes = pd.DataFrame(rows)
+    check_image(plot_sweep(changes, sweep_means(changes), {("en-shared", "belebele"): 0.022}, tmp_path / "sweep"))
+    check_image(plot_masking(changes, tmp_path / "masking", labels={"swh-early": "swh-early (early: layers [0])"},
+                             masked={"swh-early": "swh_Latn"}))
+    shift = pd.DataFrame([{"intervention": name, "language": g, "layer": layer, "jsd": rng.uniform(0, 0.1),
+                           "edited_share_base": 0.2 if layer == 1 else np.nan,
+                           "edited_share_shifted": 0.0 if layer == 1 else np.nan}
+                          for name in ("swh-early", "en-shared") for g in ("eng_Latn", "swh_Latn") for layer in range(4)])
+    check_image(plot_routing_shift(shift, tmp_path / "shift"))
+    # nothing to draw: the figure says so instead of failing
+    assert imread(plot_sweep(changes.iloc[:0], sweep_means(changes.iloc[:0]), {}, tmp_path / "none")[0]).size > 0

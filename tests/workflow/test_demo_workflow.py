@@ -124,3 +124,36 @@ def test_stats_edit_reruns_stats_and_selection_not_extraction(demo: Path) -> Non
     jobs = _edited(demo, lambda c: c["stats"].update(exclusive_threshold=0.5))
     assert "extract_routing" not in jobs and "gather_routing" not in jobs
     assert jobs.get("routing_stats") == 1
+
+
+def test_intervention_report_is_consistent_with_its_inputs(demo: Path) -> None:
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    summary = demo / "results" / "demo" / "summary"
+    for name in ("steering_sweep", "masking", "routing_shift"):
+        assert (summary / "figures" / f"{name}.png").stat().st_size > 0
+    experiments = yaml.safe_load((demo / "config.yaml").read_text())["interventions"]["experiments"]
+    changes = pd.read_csv(summary / "interventions.csv")
+    steering = pd.read_csv(summary / "steering.csv")
+    sweeps = {name for name, e in experiments.items() if isinstance(e.get("strength"), list) and len(e["strength"]) > 1}
+    assert set(steering["experiment"]) == sweeps
+    # each strength's mean is the mean of the per-language changes; a collapse point is a swept strength
+    per_language = changes[changes["kind"] == "steer"].groupby(["experiment", "task", "metric", "strength"])["change"]
+    for row in steering.itertuples():
+        mean = per_language.mean()[(row.experiment, row.task, row.metric, row.strength)]
+        assert row.mean_change == pytest.approx(mean, rel=1e-4, abs=1e-9)  # the CSVs keep 6 digits
+        assert row.mean_ci_low <= row.mean_change <= row.mean_ci_high
+        assert np.isnan(row.collapse_point) or row.collapse_point in experiments[row.experiment]["strength"]
+    shift = pd.read_csv(summary / "routing_shift.csv")
+    assert set(shift["intervention"]) == set(experiments)
+    assert shift["jsd"].between(0, np.log(2)).all()
+    # a masked expert is never in a top-k; the edited layers are those of the expert sets
+    masked = shift[shift["intervention"].isin([n for n, e in experiments.items() if e["kind"] == "mask"])]
+    assert (masked.loc[masked["edited_experts"] > 0, "edited_share_shifted"] == 0).all()
+    for name in experiments:
+        record = json.loads((demo / "results" / "demo" / "interventions" / f"{name}.json").read_text())
+        edited = shift[(shift["intervention"] == name) & (shift["edited_experts"] > 0)]
+        assert set(edited["layer"]) == {layer for layer, _ in record["experts"]}

@@ -44,6 +44,8 @@ INTERVENTION_VARIANTS = {
 }
 VARIANTS |= {name: f"{RESULTS}/interventions/{experiment}.json" for name, (experiment, _, _) in INTERVENTION_VARIANTS.items()}
 INTERVENTION_TASKS = CFG["interventions"]["tasks"]
+# intervention variants are evaluated: rule intervention_report (summary.smk) compares them with base
+INTERVENTION_REPORT = bool(EVAL_TASKS and INTERVENTION_VARIANTS)
 
 # Once the model's config has been read (first job of a run), check settings against it at parse
 # time, so a budget or layer window that does not fit the model fails before any job starts.
@@ -195,8 +197,7 @@ def all_targets():
     return targets
 
 
-SUMMARY_TABLES = ["language", "layer", "selection", "training"] + (["evaluation", "gains"] if EVAL_TASKS else []) + (
-    ["interventions"] if EVAL_TASKS and INTERVENTION_VARIANTS else [])
+SUMMARY_TABLES = ["language", "layer", "selection", "training"] + (["evaluation", "gains"] if EVAL_TASKS else [])
 
 
 def evaluation_summary_outputs():
@@ -207,9 +208,6 @@ def evaluation_summary_outputs():
         "evaluation": report(f"{RESULTS}/summary/evaluation.csv", caption="../report/summary_evaluation.rst",
                              category="Evaluation"),
         "gains": report(f"{RESULTS}/summary/gains.csv", caption="../report/summary_gains.rst", category="Evaluation"),
-        **({"interventions": report(f"{RESULTS}/summary/interventions.csv",
-                                    caption="../report/summary_interventions.rst", category="Interventions")}
-           if INTERVENTION_VARIANTS else {}),
         "gains_figure": report(f"{RESULTS}/summary/figures/gains.png", caption="../report/gains.rst",
                                category="Evaluation"),
     }
@@ -266,5 +264,18 @@ def intervention_settings(wildcards):
     return experiment_settings(INTERVENTIONS[wildcards.intervention], CFG["stats"])
 
 
+def intervention_evaluations():
+    """The evaluations the interventions report compares: every steer-/mask- variant's, and the base
+    model's on the same tasks (not the adapters', so retraining one leaves the report alone)."""
+    variants = list(INTERVENTION_VARIANTS)
+    tasks = {task for variant in variants for task in variant_tasks(variant)}
+    return [f"{RESULTS}/eval/{variant}/{task}" for variant in ["base", *variants] for task in variant_tasks(variant)
+            if task in tasks and eval_languages_for(variant, task)]
+
+
 def intervention_targets():
-    return [f"{RESULTS}/interventions/{name}{ext}" for name in INTERVENTIONS for ext in (".json", ".zarr")]
+    targets = [f"{RESULTS}/interventions/{name}{ext}" for name in INTERVENTIONS for ext in (".json", ".zarr")]
+    if INTERVENTION_REPORT:
+        targets += [f"{RESULTS}/summary/{name}.csv" for name in ("interventions", "steering", "routing_shift")]
+        targets += [f"{RESULTS}/summary/figures/{name}.png" for name in ("steering_sweep", "masking", "routing_shift")]
+    return targets

@@ -23,3 +23,38 @@ rule summarize:
         ENVS["analysis"]
     script:
         "../scripts/summarize.py"
+
+
+# The interventions' part of the report: each variant's change vs base, the steering sweep with its
+# collapse point, masking damage per window, routing shift per layer (against the base routing on the
+# same sequences). Apart from summarize, so retraining an adapter does not redraw it.
+if INTERVENTION_REPORT:
+
+    rule intervention_report:
+        input:
+            evaluations=intervention_evaluations(),
+            routing=f"{RESULTS}/routing/{ROUTING['name']}.zarr",
+            expert_sets=[f"{RESULTS}/interventions/{name}.json" for name in INTERVENTIONS],
+            shift_stores=[f"{RESULTS}/interventions/{name}.zarr" for name in INTERVENTIONS],
+        output:
+            changes=report(f"{RESULTS}/summary/interventions.csv", caption="../report/summary_interventions.rst",
+                           category="Interventions"),
+            steering=report(f"{RESULTS}/summary/steering.csv", caption="../report/summary_steering.rst",
+                            category="Interventions"),
+            routing_shift=report(f"{RESULTS}/summary/routing_shift.csv", caption="../report/summary_routing_shift.rst",
+                                 category="Interventions"),
+            sweep_figure=report(f"{RESULTS}/summary/figures/steering_sweep.png", caption="../report/steering_sweep.rst",
+                                category="Interventions"),
+            masking_figure=report(f"{RESULTS}/summary/figures/masking.png", caption="../report/masking.rst",
+                                  category="Interventions"),
+            shift_figure=report(f"{RESULTS}/summary/figures/routing_shift.png", caption="../report/routing_shift.rst",
+                                category="Interventions"),
+        params:
+            bootstrap=EVALUATION["bootstrap"],
+            seed=EVALUATION["seed"],
+        log:
+            f"{LOGS}/intervention_report.log",
+        conda:
+            ENVS["analysis"]
+        script:
+            "../scripts/intervention_report.py"

@@ -90,28 +90,34 @@ def gains(results: Mapping[tuple[str, str, str], Mapping[str, Any]], *, random_m
     return pd.DataFrame(rows, columns=GAIN_COLUMNS)
 
 
+CONSISTENCY = "language_consistency"  # per-item flag of generative tasks (polyroute.evaluate.langid)
 CHANGE_COLUMNS = ["variant", "kind", "experiment", "strength", "task", "metric", "language", "value", "base",
                   "change", "change_ci_low", "change_ci_high", "n_items"]
 
 
 def intervention_changes(results: Mapping[tuple[str, str, str], Mapping[str, Any]], *, resamples: int = 1000,
                          seed: int = 0) -> pd.DataFrame:
-    """One row per steer-/mask- variant x task x language: the main metric under the intervention,
-    the base model's, and the change with its paired interval (steering gain, masking damage)."""
+    """One row per steer-/mask- variant x task x language x metric: the main metric (and language
+    consistency, where a generative task measured it for both) under the intervention, the base
+    model's, and the change with its paired interval (steering gain, masking damage)."""
     rows = []
     for (variant, task_name, language), result in sorted(results.items()):
         info = result["variant"]
-        if info["kind"] not in ("steer", "mask") or ("base", task_name, language) not in results:
+        base_result = results.get(("base", task_name, language))
+        if info["kind"] not in ("steer", "mask") or base_result is None:
             continue
-        metric = get_task(task_name).main_metric
-        paired = _paired(result, results[("base", task_name, language)], metric, resamples, seed)
-        if paired is None:
-            continue
-        value, base, change, low, high, n = paired
-        rows.append({"variant": variant, "kind": info["kind"], "experiment": Path(info["source"]).stem,
-                     "strength": info.get("strength"), "task": task_name, "metric": metric, "language": language,
-                     "value": value, "base": base, "change": change, "change_ci_low": low, "change_ci_high": high,
-                     "n_items": n})
+        metrics = [get_task(task_name).main_metric]
+        if CONSISTENCY in result["metrics"] and CONSISTENCY in base_result["metrics"]:
+            metrics.append(CONSISTENCY)
+        for metric in metrics:
+            paired = _paired(result, base_result, metric, resamples, seed)
+            if paired is None:
+                continue
+            value, base, change, low, high, n = paired
+            rows.append({"variant": variant, "kind": info["kind"], "experiment": Path(info["source"]).stem,
+                         "strength": info.get("strength"), "task": task_name, "metric": metric, "language": language,
+                         "value": value, "base": base, "change": change, "change_ci_low": low,
+                         "change_ci_high": high, "n_items": n})
     return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
 
 

@@ -44,6 +44,7 @@ STEPS: dict[str, str] = {
     "demo_corpus": "polyroute.demo.corpus:build_corpus",
     "pretrain_demo_model": "polyroute.demo.pretrain:pretrain",
     "summarize": "polyroute.pipeline.summary:summarize",
+    "intervention_report": "polyroute.pipeline.intervention_report:intervention_report",
 }
 
 

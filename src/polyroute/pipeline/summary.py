@@ -14,7 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from polyroute.atomic import atomic_write_text
-from polyroute.evaluate.compare import gains, intervention_changes, load_results, read_results
+from polyroute.evaluate.compare import gains, load_results, read_results
 from polyroute.routing.store import open_store
 from polyroute.stats.zones import rise_zones
 
@@ -99,7 +99,6 @@ def summarize(stats_path: str | os.PathLike, *, selection_files: Sequence[str | 
         results = load_results(eval_dirs)
         frames["evaluation"] = read_results(eval_dirs)
         frames["gains"] = gains(results, resamples=bootstrap, seed=seed)
-        frames["interventions"] = intervention_changes(results, resamples=bootstrap, seed=seed)
         if gains_figure is not None:
             from polyroute.plots.evaluation import plot_gains
 

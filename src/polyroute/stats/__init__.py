@@ -11,6 +11,7 @@ from polyroute.stats.distributions import frequency, hard_distribution, sequence
 from polyroute.stats.information import divergence_from_reference, entropy, jsd, similarity, specialisation
 from polyroute.stats.isolation import top_expert_overlap
 from polyroute.stats.parallel import divergence_parallel
+from polyroute.stats.shift import routing_shift
 from polyroute.stats.vocabulary import vocabulary_overlap, vocabulary_similarity_correlation
 from polyroute.stats.zones import depth_zones
 
@@ -18,5 +19,5 @@ __all__ = [
     "compute_stats", "tables", "write_tables", "routing_consistency", "depth_zones", "pair_correlation",
     "score_correlation", "frequency", "hard_distribution", "soft_distribution", "sequence_distributions",
     "divergence_from_reference", "entropy", "jsd", "similarity", "specialisation", "top_expert_overlap",
-    "divergence_parallel", "vocabulary_overlap", "vocabulary_similarity_correlation",
+    "divergence_parallel", "routing_shift", "vocabulary_overlap", "vocabulary_similarity_correlation",
 ]
