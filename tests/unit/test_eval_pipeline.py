@@ -131,25 +131,31 @@ def _result(variant: str, kind: str, language: str, scores: list[float], source:
             "items": [{"id": f"{language}:{i}", "acc": s} for i, s in enumerate(scores)]}
 
 
-def test_gains_against_base_and_random_by_hand(tmp_path: Path) -> None:
-    for method in ("rise", "random"):
+def test_gains_against_base_and_both_random_baselines_by_hand(tmp_path: Path) -> None:
+    methods = ("rise", "random", "random-matched", "full")
+    for method in methods:
         (tmp_path / method).mkdir()
         (tmp_path / method / "subnetwork.json").write_text(json.dumps({"method": method, "target": "swh_Latn"}))
     results = {}
-    for language, base, rise, rand in (("swh_Latn", [0, 0, 1, 0], [1, 1, 1, 0], [1, 0, 1, 0]),
-                                       ("eng_Latn", [1, 1, 0, 1], [1, 1, 0, 0], [1, 1, 0, 1])):
+    for language, base, *scores in (("swh_Latn", [0, 0, 1, 0], [1, 1, 1, 0], [1, 0, 1, 0], [0, 0, 1, 0], [1, 1, 1, 1]),
+                                    ("eng_Latn", [1, 1, 0, 1], [1, 1, 0, 0], [1, 1, 0, 1], [1, 1, 0, 1], [0, 0, 0, 0])):
         results[("base", "belebele", language)] = _result("base", "base", language, base)
-        results[("rise-swh_Latn", "belebele", language)] = _result("rise-swh_Latn", "adapter", language, rise,
-                                                                    str(tmp_path / "rise"))
-        results[("random-swh_Latn", "belebele", language)] = _result("random-swh_Latn", "adapter", language, rand,
-                                                                      str(tmp_path / "random"))
+        for method, score in zip(methods, scores):
+            results[(f"{method}-swh_Latn", "belebele", language)] = _result(
+                f"{method}-swh_Latn", "adapter", language, score, str(tmp_path / method))
     table = gains(results, resamples=200).set_index(["method", "language"])
     assert table.loc[("rise", "swh_Latn"), "gain"] == pytest.approx(0.75 - 0.25)
     assert table.loc[("rise", "swh_Latn"), "vs_random"] == pytest.approx(0.75 - 0.5)
+    assert table.loc[("rise", "swh_Latn"), "vs_matched"] == pytest.approx(0.75 - 0.25)
+    assert table.loc[("full", "eng_Latn"), "gain"] == pytest.approx(-0.75)
+    assert table.loc[("full", "eng_Latn"), "vs_matched"] == pytest.approx(-0.75)
     assert bool(table.loc[("rise", "swh_Latn"), "is_target"])
     assert table.loc[("rise", "eng_Latn"), "gain"] == pytest.approx(0.5 - 0.75)
     assert not bool(table.loc[("rise", "eng_Latn"), "is_target"])
-    assert np.isnan(table.loc[("random", "swh_Latn"), "vs_random"])  # the baseline is not compared with itself
+    # a baseline is not compared with itself
+    assert np.isnan(table.loc[("random", "swh_Latn"), "vs_random"])
+    assert np.isnan(table.loc[("random-matched", "swh_Latn"), "vs_matched"])
+    assert table.loc[("random-matched", "swh_Latn"), "vs_random"] == pytest.approx(0.25 - 0.5)
     low, high = table.loc[("rise", "swh_Latn"), ["gain_ci_low", "gain_ci_high"]]
     assert low <= 0.5 <= high
 

@@ -160,6 +160,47 @@ def test_random_matches_rise_budget_and_zones_and_is_seeded():
             assert len(in_zone) == zone["selected"], name
 
 
+def _target_share(ds: xr.Dataset, experts, layers) -> float:
+    freq = ds["count"].sel(language="tgt") / ds["tokens"].sel(language="tgt")
+    return float(sum(freq.sel(layer=l, expert=e) for l, e in experts if l in layers))
+
+
+def test_random_matched_matches_rise_budget_zones_and_target_share_outside_rise():
+    # the target uses every expert about as much; the others' counts decide which are specific
+    ds = big_store()
+    ds["count"].loc[{"language": "tgt"}] = np.random.default_rng(5).integers(8, 13, size=(8, 16))
+    info = info_for(ds)
+    rise = select("rise", ds, target="tgt", settings={"budget": 10}, model_info=info)
+    plain = select("random", ds, target="tgt", settings={"budget": 10}, model_info=info)
+    a, b, c = (select("random-matched", ds, target="tgt", settings={"budget": 10, "seed": s}, model_info=info)
+               for s in (0, 0, 1))
+    assert a == b and a["experts"] != c["experts"]
+    rise_set = {tuple(p) for p in rise["experts"]}
+    for d in (a, c):
+        assert len(d["experts"]) == 10 == d["budget"]
+        assert d["settings"]["zones"] == rise["settings"]["zones"]
+        assert not rise_set & {tuple(p) for p in d["experts"]}
+        for name, zone in d["settings"]["zones"].items():
+            in_zone = [p for p in d["experts"] if p[0] in zone["layers"]]
+            assert len(in_zone) == zone["selected"], name
+            goal = _target_share(ds, rise["experts"], zone["layers"])
+            share = _target_share(ds, in_zone, zone["layers"])
+            recorded = d["settings"]["matched"][name]
+            assert recorded == pytest.approx({"target_share": goal, "share": share})
+            assert share == pytest.approx(goal, rel=0.01), name
+    # the plain baseline is much further from RISE's share than the matched one
+    layers = [int(x) for x in ds["layer"].values]
+    goal = _target_share(ds, rise["experts"], layers)
+    assert abs(_target_share(ds, a["experts"], layers) - goal) < abs(_target_share(ds, plain["experts"], layers) - goal)
+
+
+def test_random_matched_borrows_rise_settings():
+    ds = big_store()
+    d = select("random-matched", ds, target="tgt", model_info=info_for(ds))
+    assert set(d["settings"]) >= {"budget", "split", "alpha", "seed", "matched"}
+    assert REGISTRY["random-matched"].borrows == {"budget": "rise", "split": "rise", "alpha": "rise"}
+
+
 def test_chen_selectors_partition_the_targets_used_experts():
     ds = big_store(1)
     info = info_for(ds)
@@ -217,7 +258,7 @@ def test_every_selector_writes_a_valid_file(tmp_path):
     ds = big_store(4)
     info = info_for(ds)
     settings = {"last-layer": {"high_resource": ["eng"]}}
-    assert set(REGISTRY) >= {"rise", "chen-exclusive", "chen-shared", "last-layer", "esft", "random", "all-experts", "full", "none"}
+    assert set(REGISTRY) >= {"rise", "chen-exclusive", "chen-shared", "last-layer", "esft", "random", "random-matched", "all-experts", "full", "none"}
     for method in REGISTRY:
         d = select(method, ds, target="tgt", settings=settings.get(method), model_info=info)
         path = write_subnetwork(d, tmp_path / method / "tgt.json")

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,38 +10,14 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TRAINED = yaml.safe_load((ROOT / "config.yaml").read_text())["training"]["methods"]
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
-
-
-def _snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(ROOT / ".torch_extensions"))
-    return subprocess.run(
-        ["timeout", "-s", "KILL", str(timeout), SNAKEMAKE, "--cores", "2", *args],
-        cwd=workdir, env=env, capture_output=True, text=True,
-    )
 
 
 def _jobs(output: str) -> dict[str, int]:
     """Rule -> job count from Snakemake's 'Job stats' table."""
     table = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    """A copy of the workflow whose demo run has finished (smaller training so the suite stays quick)."""
-    work = tmp_path_factory.mktemp("demo")
-    for name in ("Snakefile", "config.yaml", "workflow", "resources", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    config = yaml.safe_load((work / "config.yaml").read_text())
-    config["training"]["epochs"] = 1
-    config["evaluation"]["limit"] = 3
-    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    done = _snakemake(work)
-    assert done.returncode == 0, done.stderr[-6000:]
-    return work
 
 
 def test_every_stage_writes_its_outputs(demo: Path) -> None:
@@ -59,21 +31,21 @@ def test_every_stage_writes_its_outputs(demo: Path) -> None:
     assert (results / "stats" / "flores_plus.zarr" / ".complete").exists()
     assert sorted(p.name for p in (results / "selection").iterdir()) == sorted(
         yaml.safe_load((ROOT / "config.yaml").read_text())["selection"]["methods"])
-    for method in ("rise", "random"):
+    for method in TRAINED:
         assert (results / "adapters" / method / "swh_Latn" / "delta.safetensors").exists()
     assert not (results / "routing" / "shards").exists() or not any((results / "routing" / "shards").rglob("*.zarr"))
     assert any((demo / "logs" / "demo" / "extract_routing").rglob("*.log"))
     evaluation = yaml.safe_load((ROOT / "config.yaml").read_text())["evaluation"]
-    for variant in ("base", "rise-swh_Latn", "random-swh_Latn"):
+    for variant in ["base"] + [f"{method}-swh_Latn" for method in TRAINED]:
         for task in evaluation["tasks"]:
             files = list((results / "eval" / variant / task).glob("*.json"))
             assert files, f"{variant}/{task} wrote no result"
     import pandas as pd
 
     gains = pd.read_csv(results / "summary" / "gains.csv")
-    assert set(gains["method"]) == {"rise", "random"}
+    assert set(gains["method"]) == set(TRAINED)
     assert gains["is_target"].any() and (~gains["is_target"]).any()
-    assert gains.loc[gains["method"] == "rise", "vs_random"].notna().all()
+    assert gains.loc[gains["method"] == "rise", ["vs_random", "vs_matched"]].notna().all().all()
     scores = pd.read_csv(results / "eval" / "scores.csv")
     assert set(scores["language"]) == set(yaml.safe_load((ROOT / "config.yaml").read_text())["languages"])
     import xarray as xr
@@ -83,45 +55,46 @@ def test_every_stage_writes_its_outputs(demo: Path) -> None:
     assert (results / "summary" / "figures" / "gains.png").exists()
 
 
-def test_noop_rerun_is_fast_and_submits_nothing(demo: Path) -> None:
+def test_noop_rerun_is_fast_and_submits_nothing(demo: Path, snakemake) -> None:
     start = time.monotonic()
-    again = _snakemake(demo)
+    again = snakemake(demo)
     elapsed = time.monotonic() - start
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stderr + again.stdout
     assert elapsed < 30, f"no-op rerun took {elapsed:.1f} s"
 
 
-def _edited(demo: Path, edit) -> dict[str, int]:
+def _edited(snakemake, demo: Path, edit) -> dict[str, int]:
     config = yaml.safe_load((demo / "config.yaml").read_text())
     edit(config)
     path = demo / "edited.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    plan = _snakemake(demo, "-n", "--configfile", str(path))
+    plan = snakemake(demo, "-n", "--configfile", str(path))
     assert plan.returncode == 0, plan.stderr[-3000:]
     return _jobs(plan.stdout + plan.stderr)
 
 
-def test_selection_edit_reruns_only_downstream(demo: Path) -> None:
-    jobs = _edited(demo, lambda c: c["selection"]["methods"]["rise"].update(alpha=5.0))
-    # the retrained adapter is evaluated again on every task; nothing upstream reruns
+def test_selection_edit_reruns_only_downstream(demo: Path, snakemake) -> None:
+    jobs = _edited(snakemake, demo, lambda c: c["selection"]["methods"]["rise"].update(alpha=5.0))
+    # rise and random-matched (which matches rise's set) are retrained and evaluated again on every
+    # task; nothing upstream reruns
     n_tasks = len(yaml.safe_load((demo / "config.yaml").read_text())["evaluation"]["tasks"])
-    assert jobs == {"select_experts": 1, "train_subnetwork": 1, "evaluate": n_tasks, "summarize": 1, "all": 1}
+    assert jobs == {"select_experts": 2, "train_subnetwork": 2, "evaluate": 2 * n_tasks, "summarize": 1, "all": 1}
 
 
-def test_evaluation_edit_reruns_only_that_tasks_evaluation(demo: Path) -> None:
-    jobs = _edited(demo, lambda c: c["evaluation"]["tasks"]["tydiqa"].update(limit=2))
-    assert jobs == {"evaluate": 3, "summarize": 1, "all": 1}  # base and the two adapters
+def test_evaluation_edit_reruns_only_that_tasks_evaluation(demo: Path, snakemake) -> None:
+    jobs = _edited(snakemake, demo, lambda c: c["evaluation"]["tasks"]["tydiqa"].update(limit=2))
+    assert jobs == {"evaluate": 1 + len(TRAINED), "summarize": 1, "all": 1}  # base and every adapter
 
 
-def test_training_edit_never_reruns_extraction(demo: Path) -> None:
-    jobs = _edited(demo, lambda c: c["training"].update(lr=1e-4))
+def test_training_edit_never_reruns_extraction(demo: Path, snakemake) -> None:
+    jobs = _edited(snakemake, demo, lambda c: c["training"].update(lr=1e-4))
     assert "extract_routing" not in jobs and "routing_stats" not in jobs
-    assert jobs.get("train_subnetwork") == 2
+    assert jobs.get("train_subnetwork") == len(TRAINED)
 
 
-def test_stats_edit_reruns_stats_and_selection_not_extraction(demo: Path) -> None:
-    jobs = _edited(demo, lambda c: c["stats"].update(exclusive_threshold=0.5))
+def test_stats_edit_reruns_stats_and_selection_not_extraction(demo: Path, snakemake) -> None:
+    jobs = _edited(snakemake, demo, lambda c: c["stats"].update(exclusive_threshold=0.5))
     assert "extract_routing" not in jobs and "gather_routing" not in jobs
     assert jobs.get("routing_stats") == 1
 

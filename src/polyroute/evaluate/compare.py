@@ -1,6 +1,6 @@
-"""Variants against each other: an adapter's gain over the base model and over the random baseline
-of equal budget, on its target language and on every other one (the RISE table), with paired
-bootstrap intervals over the items both variants answered."""
+"""Variants against each other: an adapter's gain over the base model and over the random baselines
+of equal budget (plain, and matched on the target's routing share), on its target language and on
+every other one (the RISE table), with paired bootstrap intervals over the items both answered."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from polyroute.evaluate.tasks import get_task
 
 __all__ = ["load_results", "read_results", "gains", "intervention_changes", "GAIN_COLUMNS", "CHANGE_COLUMNS"]
 
+# column prefix -> the baseline selector an adapter is compared with (same target)
+BASELINES = {"random": "random", "matched": "random-matched"}
 GAIN_COLUMNS = ["method", "target", "task", "metric", "language", "is_target", "value", "base", "gain",
-                "gain_ci_low", "gain_ci_high", "random", "vs_random", "vs_random_ci_low", "vs_random_ci_high",
-                "n_items"]
+                "gain_ci_low", "gain_ci_high",
+                *[c for p in BASELINES for c in (p, f"vs_{p}", f"vs_{p}_ci_low", f"vs_{p}_ci_high")], "n_items"]
 
 
 def load_results(dirs: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -56,16 +58,16 @@ def _paired(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, resamples: 
     return stat_a(every), stat_b(every), stat_a(every) - stat_b(every), low, high, len(common)
 
 
-def gains(results: Mapping[tuple[str, str, str], Mapping[str, Any]], *, random_method: str = "random",
-          resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per adapter x task x language: its main metric, the base's, the gain and, for methods
-    other than the random baseline, the difference to the random adapter of the same target."""
+def gains(results: Mapping[tuple[str, str, str], Mapping[str, Any]], *,
+          baselines: Mapping[str, str] = BASELINES, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per adapter x task x language: its main metric, the base's, the gain and, for each
+    baseline (column prefix -> method) other than the adapter's own method, the difference to that
+    baseline's adapter of the same target (NaN where it was not trained)."""
     adapters = {}
     for (variant, _, _), result in results.items():
         if variant not in adapters:
             adapters[variant] = _adapter_of(result)
-    random_of = {target: variant for variant, mt in adapters.items() if mt and mt[0] == random_method
-                 for target in [mt[1]]}
+    variant_of = {mt: variant for variant, mt in adapters.items() if mt}
     rows = []
     for (variant, task_name, language), result in sorted(results.items()):
         if not adapters.get(variant) or (("base", task_name, language) not in results):
@@ -79,13 +81,14 @@ def gains(results: Mapping[tuple[str, str, str], Mapping[str, Any]], *, random_m
         row = {"method": method, "target": target, "task": task_name, "metric": metric, "language": language,
                "is_target": language == target, "value": value, "base": base, "gain": gain,
                "gain_ci_low": low, "gain_ci_high": high, "n_items": n}
-        random_variant = random_of.get(target)
-        key = (random_variant, task_name, language)
-        if method != random_method and key in results:
-            versus_random = _paired(result, results[key], metric, resamples, seed)
-            if versus_random is not None:
-                row.update(random=versus_random[1], vs_random=versus_random[2], vs_random_ci_low=versus_random[3],
-                           vs_random_ci_high=versus_random[4])
+        for prefix, baseline in baselines.items():
+            key = (variant_of.get((baseline, target)), task_name, language)
+            if method == baseline or key not in results:
+                continue
+            versus = _paired(result, results[key], metric, resamples, seed)
+            if versus is not None:
+                row.update({prefix: versus[1], f"vs_{prefix}": versus[2], f"vs_{prefix}_ci_low": versus[3],
+                            f"vs_{prefix}_ci_high": versus[4]})
         rows.append(row)
     return pd.DataFrame(rows, columns=GAIN_COLUMNS)
 
