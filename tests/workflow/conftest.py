@@ -20,7 +20,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 FIXTURE_EDITS = {"training": {"epochs": 1}, "evaluation": {"limit": 3}}
 
 
-# The whole demo run takes ~20 min on 2 idle cores (134 jobs); the limit only stops a hung run.
+# The whole demo run takes ~13 min on 2 idle cores (134 jobs); the limit only stops a hung run.
 def run_snakemake(workdir: Path, *args: str, timeout: int = 2700) -> subprocess.CompletedProcess:
     env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(ROOT / ".torch_extensions"))
     return subprocess.run(
