@@ -242,7 +242,8 @@ def _matched_draw(rng: np.random.Generator, pool: list[Pair], usage: Mapping[Pai
     """n experts of `pool` whose summed usage is close to `goal`: a seeded uniform draw, then random
     improving swaps (chosen <-> unchosen) until within MATCH_TOLERANCE or none improves."""
     chosen = [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
-    rest = [p for p in pool if p not in set(chosen)]
+    taken = set(chosen)
+    rest = [p for p in pool if p not in taken]
     total = sum(usage[p] for p in chosen)
     while abs(total - goal) > MATCH_TOLERANCE * goal:
         gap = abs(total - goal)
