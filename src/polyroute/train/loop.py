@@ -114,13 +114,24 @@ def resolve_dtype(name: str, use_cuda: bool) -> torch.dtype:
     return getattr(torch, name)
 
 
-def deepspeed_config(settings: TrainSettings, dtype: torch.dtype) -> dict[str, Any]:
-    """The DeepSpeed config for these settings (optimizer and scheduler are ours, passed as objects)."""
+# DeepSpeed's default ZeRO bucket (elements); reduce_bucket_size and allgather_bucket_size.
+DEEPSPEED_BUCKET = 500_000_000
+
+
+def deepspeed_config(settings: TrainSettings, dtype: torch.dtype, trainable: int) -> dict[str, Any]:
+    """The DeepSpeed config for these settings (optimizer and scheduler are ours, passed as objects).
+
+    ZeRO's gradient buckets are sized to the `trainable` elements, up to DeepSpeed's default: it
+    allocates a bucket afresh on every micro-step, and on CPU a default 2 GB bucket for a subnetwork
+    of a few million weights costs more (page faults, freeing) than the step's own compute.
+    """
+    bucket = max(1, min(DEEPSPEED_BUCKET, trainable))
     return {
         "train_micro_batch_size_per_gpu": settings.micro_batch_size,
         "gradient_accumulation_steps": settings.gradient_accumulation,
         "gradient_clipping": settings.max_grad_norm,
-        "zero_optimization": {"stage": settings.zero_stage},
+        "zero_optimization": {"stage": settings.zero_stage, "reduce_bucket_size": bucket,
+                              "allgather_bucket_size": bucket},
         "bf16": {"enabled": dtype == torch.bfloat16},
         "fp16": {"enabled": dtype == torch.float16},
         "zero_allow_untested_optimizer": True,  # torch AdamW over the delta tensors
@@ -225,7 +236,7 @@ def _setup(model_path: str | os.PathLike, subnetwork: Mapping[str, Any], texts: 
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, s.warmup_ratio))
 
     engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, model_parameters=params,
-                                                   lr_scheduler=make_scheduler, config=deepspeed_config(s, dtype))
+                                                   lr_scheduler=make_scheduler, config=deepspeed_config(s, dtype, count_delta_elements(entries)))
     return _Run(engine, scheduler, entries, seqs, pad_id, order, total, rank, world, out, model.config.model_type)
 
 
