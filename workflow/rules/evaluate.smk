@@ -20,7 +20,10 @@ rule evaluate:
         f"{LOGS}/evaluate/{{variant}}/{{task}}.log",
     benchmark:
         f"{BENCHMARKS}/evaluate/{{variant}}/{{task}}.tsv"
-    threads: 2
+    # One CPU thread locally (Snakemake sets OMP_NUM_THREADS from it): on a CPU run of the demo model
+    # a job is mostly Python and imports, so two jobs side by side finish sooner than one with two
+    # threads. The Slurm profile sets 8; a CPU run of a larger model: --set-threads evaluate=N.
+    threads: 1
     resources:
         gpu=1,
         mem_mb=32000,

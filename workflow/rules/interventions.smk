@@ -22,7 +22,7 @@ if TASK_ROUTING:
             f"{LOGS}/task_routing.log",
         benchmark:
             f"{BENCHMARKS}/task_routing.tsv"
-        threads: 2
+        threads: 1  # a short GPU job; one CPU thread as in rule evaluate
         resources:
             mem_mb=16000,
             runtime=60,
@@ -65,7 +65,7 @@ rule intervention_routing:
         f"{LOGS}/intervention_routing/{{intervention}}.log",
     benchmark:
         f"{BENCHMARKS}/intervention_routing/{{intervention}}.tsv"
-    threads: 2
+    threads: 1  # a short GPU job; one CPU thread as in rule evaluate
     resources:
         mem_mb=16000,
         runtime=120,
