@@ -58,6 +58,12 @@ class ExtractionConfig:
 
 
 @dataclass(frozen=True)
+class NoiseFloorConfig:
+    seeds: list[int]
+    items: int | None
+
+
+@dataclass(frozen=True)
 class StatsConfig:
     log_base: str | int
     distribution: str
@@ -68,6 +74,7 @@ class StatsConfig:
     high_resource: list[str]
     scores: str | None
     heatmap_layers: list[int] | None
+    noise_floor: NoiseFloorConfig | None
 
 
 @dataclass(frozen=True)
@@ -347,6 +354,7 @@ _DATACLASS_FIELDS: dict[tuple[str, str], type] = {
     ("Config", "datasets"): DatasetsConfig,
     ("Config", "extraction"): ExtractionConfig,
     ("Config", "stats"): StatsConfig,
+    ("StatsConfig", "noise_floor"): NoiseFloorConfig,
     ("Config", "selection"): SelectionConfig,
     ("Config", "training"): TrainingConfig,
     ("Config", "evaluation"): EvaluationConfig,

@@ -23,7 +23,8 @@ def _rules_with_scripts() -> dict[str, str]:
     """rule name -> its script's file name, from workflow/rules/*.smk."""
     rules = {}
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for name, body in re.findall(r"^[ \t]*rule (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(), flags=re.M):
+        # a rule's body: the lines indented deeper than its own `rule` line (rules sit inside `if` blocks too)
+        for _, name, body in re.findall(r"^([ \t]*)rule (\w+):\n((?:\1[ \t]+.*\n|\n)*)", smk.read_text(), flags=re.M):
             script = re.search(r'"\.\./scripts/(\w+\.py)"', body)
             if script:
                 rules[name] = script.group(1)

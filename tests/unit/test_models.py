@@ -172,3 +172,33 @@ def test_load_model_round_trip(tmp_path):
 def test_load_model_rejects_bad_dtype():
     with pytest.raises(ValueError, match="dtype 'float8x'"):
         load_model("nowhere", dtype="float8x")
+
+
+@pytest.mark.parametrize("model_type", ["olmoe", "qwen3_moe"])
+def test_untrained_seed_builds_the_architecture_afresh_and_reproducibly(tmp_path, model_type):
+    trained = tiny_model(tiny_config(model_type))
+    trained.save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    first, tokenizer = load_model(str(tmp_path), dtype="float32", device="cpu", untrained_seed=3)
+    again, _ = load_model(str(tmp_path), dtype="float32", device="cpu", untrained_seed=3)
+    other, _ = load_model(str(tmp_path), dtype="float32", device="cpu", untrained_seed=4)
+    assert not first.training and type(first) is type(trained)
+    assert tokenizer.get_vocab() == tiny_tokenizer().get_vocab()
+    weights = {name: dict(m.state_dict()) for name, m in (("first", first), ("again", again), ("other", other),
+                                                           ("trained", trained))}
+    assert {k: v.shape for k, v in weights["first"].items()} == {k: v.shape for k, v in weights["trained"].items()}
+    for name, value in weights["first"].items():
+        assert torch.equal(value, weights["again"][name]), name  # same seed, same weights
+    # random matrices differ between seeds and from the checkpoint (norms start at one in both)
+    matrices = [name for name, value in weights["first"].items() if value.dim() == 2]
+    assert matrices
+    for name in matrices:
+        assert not torch.equal(weights["first"][name], weights["other"][name]), name
+        assert not torch.equal(weights["first"][name], weights["trained"][name]), name
+
+
+def test_untrained_auto_dtype_is_the_checkpoints(tmp_path):
+    tiny_model(tiny_config("qwen3_moe")).to(torch.bfloat16).save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    model, _ = load_model(str(tmp_path), dtype="auto", device="cpu", untrained_seed=0)
+    assert model.dtype == torch.bfloat16

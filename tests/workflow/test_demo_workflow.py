@@ -53,6 +53,14 @@ def test_every_stage_writes_its_outputs(demo: Path) -> None:
     stats = xr.open_zarr(results / "stats" / "flores_plus.zarr")
     assert "score" in stats  # the base model's measured Belebele accuracy reaches the statistics
     assert (results / "summary" / "figures" / "gains.png").exists()
+    seeds = yaml.safe_load((ROOT / "config.yaml").read_text())["stats"]["noise_floor"]["seeds"]
+    for seed in seeds:
+        untrained = xr.open_zarr(results / "noise_floor" / "flores_plus" / f"seed{seed}.zarr")
+        assert untrained.attrs["untrained_seed"] == seed
+        assert (untrained["tokens"] == routing["tokens"]).all()  # the same text, the same tokens
+    floor = pd.read_csv(results / "summary" / "noise_floor.csv")
+    assert (floor["untrained_seeds"] == len(seeds)).all()
+    assert (results / "summary" / "figures" / "noise_floor.png").exists()
 
 
 def test_noop_rerun_is_fast_and_submits_nothing(demo: Path, snakemake) -> None:
@@ -97,6 +105,8 @@ def test_stats_edit_reruns_stats_and_selection_not_extraction(demo: Path, snakem
     jobs = _edited(snakemake, demo, lambda c: c["stats"].update(exclusive_threshold=0.5))
     assert "extract_routing" not in jobs and "gather_routing" not in jobs
     assert jobs.get("routing_stats") == 1
+    # the untrained models' routing stays; only their statistics are computed again
+    assert "untrained_routing" not in jobs and jobs.get("noise_floor") == 1
 
 
 def test_intervention_report_is_consistent_with_its_inputs(demo: Path) -> None:

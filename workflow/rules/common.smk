@@ -28,6 +28,7 @@ TARGETS = CFG["selection"]["targets"]
 METHODS = list(CFG["selection"]["methods"])
 TRAIN_METHODS = CFG["training"]["methods"]
 SHARDS = list(range(CFG["extraction"]["shards"]))
+NOISE_FLOOR = CFG["stats"]["noise_floor"]  # untrained-architecture statistics (stats.smk), or None
 EVALUATION = CFG["evaluation"]
 EVAL_TASKS = list(EVALUATION["tasks"])
 # variant name -> the adapter directory it adds to the base model (None for base)
@@ -194,6 +195,8 @@ def all_targets():
     targets += [f"{RESULTS}/adapters/{method}/{target}" for method in TRAIN_METHODS for target in TARGETS]
     targets += eval_outputs()
     targets += [f"{RESULTS}/summary/{name}.csv" for name in SUMMARY_TABLES]
+    if NOISE_FLOOR:
+        targets += [f"{RESULTS}/summary/noise_floor.csv", f"{RESULTS}/summary/figures/noise_floor.png"]
     return targets
 
 

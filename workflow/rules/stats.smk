@@ -37,3 +37,56 @@ rule routing_figures:
         ENVS["analysis"]
     script:
         "../scripts/routing_figures.py"
+
+
+# The noise floor (stats.noise_floor): the routing dataset through the architecture with untrained
+# weights, one GPU job per initialisation seed, then the model's statistics beside theirs.
+if NOISE_FLOOR:
+
+    rule untrained_routing:
+        input:
+            data=routing_data,
+            model_info=f"{RESULTS}/model/info.json",
+            weights=f"{RESULTS}/model/weights.json",
+        output:
+            directory(f"{RESULTS}/noise_floor/{{dataset}}/seed{{seed}}.zarr"),
+        wildcard_constraints:
+            seed=r"\d+",
+        params:
+            model=CFG["model"],
+            extraction=CFG["extraction"],
+            languages=LANGUAGES,
+            split=ROUTING.get("split"),
+            per_language=NOISE_FLOOR["items"],
+        log:
+            f"{LOGS}/untrained_routing/{{dataset}}/seed{{seed}}.log",
+        benchmark:
+            f"{BENCHMARKS}/untrained_routing/{{dataset}}/seed{{seed}}.tsv"
+        threads: 2
+        resources:
+            mem_mb=16000,
+            runtime=240,
+        conda:
+            ENVS["gpu"]
+        script:
+            "../scripts/untrained_routing.py"
+
+    rule noise_floor:
+        input:
+            stats=f"{RESULTS}/stats/{ROUTING['name']}.zarr",
+            untrained=[f"{RESULTS}/noise_floor/{ROUTING['name']}/seed{seed}.zarr" for seed in NOISE_FLOOR["seeds"]],
+        output:
+            table=report(f"{RESULTS}/summary/noise_floor.csv", caption="../report/noise_floor.rst",
+                         category="Routing statistics"),
+            figure=report(f"{RESULTS}/summary/figures/noise_floor.png", caption="../report/noise_floor.rst",
+                          category="Routing statistics"),
+        params:
+            stats=CFG["stats"],
+            reference=CFG["reference_language"],
+            targets=TARGETS,
+        log:
+            f"{LOGS}/noise_floor.log",
+        conda:
+            ENVS["analysis"]
+        script:
+            "../scripts/noise_floor.py"

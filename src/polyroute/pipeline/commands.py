@@ -34,6 +34,8 @@ STEPS: dict[str, str] = {
     "gather_routing": "polyroute.pipeline.routing:gather_routing",
     "routing_stats": "polyroute.pipeline.stats:routing_stats",
     "routing_figures": "polyroute.pipeline.stats:routing_figures",
+    "untrained_routing": "polyroute.pipeline.routing:extract_routing",
+    "noise_floor": "polyroute.pipeline.noise_floor:noise_floor",
     "select_experts": "polyroute.pipeline.select:select_experts",
     "train_subnetwork": "polyroute.pipeline.train:train_subnetwork",
     "evaluate": "polyroute.pipeline.evaluate:evaluate_variant",

@@ -37,13 +37,16 @@ def extract_routing(
     per_language: int | None = None,
     edit_routing: Callable[[Any, Any], contextlib.AbstractContextManager] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    untrained_seed: int | None = None,
 ) -> None:
     """Route shard `shard` of `shards` of the dataset's sequences and write its store at `out`.
 
     Sequences are ordered by (parallel id, language) before the contiguous split into shards, so
     every shard holds whole groups of translations and every language. `per_language` keeps only the
     first that many sequences of each language (in that order); `edit_routing(model, adapter)` gives a
-    context the extraction runs in (an intervention); `attrs` are added to the store's."""
+    context the extraction runs in (an intervention); `attrs` are added to the store's.
+    `untrained_seed` routes through the architecture with fresh weights instead (the noise floor;
+    recorded as the store's `untrained_seed` attribute)."""
     from polyroute.models import get_adapter
     from polyroute.models.loading import load_configured_model
     from polyroute.routing.stream import extract_to_store
@@ -56,14 +59,15 @@ def extract_routing(
     if part.empty:
         raise ValueError(f"shard {shard} of {shards} is empty: extraction.shards exceeds the {len(table)} sequences")
     log.info("shard %d/%d: %d of %d sequences", shard, shards, len(part), len(table))
-    net, tokenizer = load_configured_model(model, device=device)
+    net, tokenizer = load_configured_model(model, device=device, untrained_seed=untrained_seed)
     adapter = get_adapter(net)
     info = adapter.info()
     store_attrs = provenance(
         model=model["id"], model_revision=model.get("revision"), model_type=info.model_type,
         num_experts=info.num_experts, top_k=info.top_k, router_output=info.router_output_kind,
         dataset=dataset, split=split or "", max_length=extraction["max_length"],
-        config_hash=extraction_hash(run_config), shard_index=shard, shard_count=shards, **(attrs or {}),
+        config_hash=extraction_hash(run_config), shard_index=shard, shard_count=shards,
+        **({"untrained_seed": untrained_seed} if untrained_seed is not None else {}), **(attrs or {}),
     )
     # windows go to the store as they finish: memory stays flat however large the shard
     with edit_routing(net, adapter) if edit_routing is not None else contextlib.nullcontext():

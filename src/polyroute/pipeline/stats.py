@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+import xarray as xr
 
 from polyroute.routing.store import open_store, write_store
 from polyroute.stats.compute import compute_stats, tables, write_tables
@@ -24,15 +25,20 @@ def read_scores(path: str | os.PathLike) -> dict[str, float]:
     return dict(zip(frame["language"].astype(str), frame["score"].astype(float)))
 
 
+def configured_stats(routing: xr.Dataset, settings: Mapping[str, Any], reference: str,
+                     scores: Mapping[str, float] | None = None) -> xr.Dataset:
+    """`compute_stats` with the config's `stats` block (log base, distribution, affinity thresholds)."""
+    return compute_stats(
+        routing, reference=reference, log_base=settings["log_base"], source=settings["distribution"], scores=scores,
+        top_m=settings["affinity_top_m"], theta=settings["exclusive_threshold"],
+    )
+
+
 def routing_stats(routing_path: str | os.PathLike, *, stats_out: str | os.PathLike, tables_out: str | os.PathLike,
                   settings: Mapping[str, Any], reference: str) -> None:
     """Compute every statistic of the routing store and write the stats store and the tables."""
     scores = read_scores(settings["scores"]) if settings.get("scores") else None
-    routing = open_store(routing_path)
-    stats = compute_stats(
-        routing, reference=reference, log_base=settings["log_base"], source=settings["distribution"], scores=scores,
-        top_m=settings["affinity_top_m"], theta=settings["exclusive_threshold"],
-    )
+    stats = configured_stats(open_store(routing_path), settings, reference, scores)
     write_store(stats, stats_out)
     written = write_tables(tables(stats), tables_out)
     log.info("wrote %s and %d tables", stats_out, len(written))
