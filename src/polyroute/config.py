@@ -271,6 +271,7 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
             except ValueError as exc:
                 raise ConfigError(f"config error: 'datasets.{role}': {exc}") from None
     _check_evaluation(data["evaluation"], langs, data["datasets"]["local"], data["interventions"]["tasks"])
+    _check_held_out(data)
     from polyroute.interventions.experiments import check_config as check_interventions
 
     try:
@@ -278,6 +279,21 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
+
+
+def _check_held_out(data: Mapping[str, Any]) -> None:
+    """Subnetworks must not train on the split an evaluated task scores (its gain would not be held out)."""
+    from polyroute.evaluate.tasks import TASKS
+
+    training = data["datasets"].get("training")
+    if training is None or not data["training"]["methods"]:
+        return
+    for name in data["evaluation"]["tasks"]:
+        task = TASKS[name]
+        if task.dataset == training["name"] and training.get("split") in (None, task.test_split):
+            split = "every split" if training.get("split") is None else f"split {task.test_split!r}"
+            raise ConfigError(f"config error: 'datasets.training' trains on {training['name']} {split}, which task "
+                              f"{name} scores: its gains would not be held out (train on another split)")
 
 
 def _has_items(task: Any, language: str, local: str | None) -> bool:

@@ -115,6 +115,18 @@ def test_bad_input_is_one_line_naming_the_key(default: dict, path, value, expect
     assert expected in _error(raw)
 
 
+@pytest.mark.parametrize("split, named", [("devtest", "split 'devtest'"), (None, "every split")])
+def test_training_on_the_split_an_evaluated_task_scores_is_refused(default: dict, split, named) -> None:
+    raw = copy.deepcopy(default)
+    raw["datasets"]["training"] = {"name": "flores_plus", "split": split}
+    message = _error(raw)
+    assert message.startswith("config error: 'datasets.training'") and named in message and "perplexity" in message
+    # without the perplexity task, or without training, devtest is nobody's held-out text
+    del raw["evaluation"]["tasks"]["perplexity"]
+    raw["interventions"]["tasks"] = [t for t in raw["interventions"]["tasks"] if t != "perplexity"]
+    cfg.validate(raw)
+
+
 def test_language_missing_from_dataset_is_named(default: dict) -> None:
     raw = copy.deepcopy(default)
     raw["datasets"]["routing"] = {"name": "mgsm", "split": "test"}
