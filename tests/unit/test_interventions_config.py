@@ -41,7 +41,7 @@ def error(raw: dict, against_model: bool = False) -> str:
 def test_default_experiments_and_their_variants(default):
     data = cfg.validate(default)
     exps = experiments(data)
-    assert exps["en-task"].language == "eng_Latn" and exps["en-task"].settings == {"tau": 0.2}  # demo-lowered
+    assert exps["en-task"].language == "eng_Latn" and exps["en-task"].settings == {"tau": 0.05}  # demo-lowered
     assert exps["swh-early"].strengths == [None] and exps["swh-early"].languages == data["languages"]
     names = list(variants(data))
     assert names[:2] == ["steer-en-task-0.5", "steer-en-task-1"]

@@ -74,7 +74,7 @@ class Settings:
     default_share: float = 0.5
     block_length: int = 128
     batch_size: int = 16
-    steps: int = 100
+    steps: int = 400
     lr: float = 3e-3
     warmup_ratio: float = 0.05
     weight_decay: float = 0.1
