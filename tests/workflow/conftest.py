@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-# The default demo run takes 8.5 min on 2 idle cores from a fresh clone (138 jobs, DeepSpeed's op
+# The default demo run takes 8.7 min on 2 idle cores from a fresh clone (138 jobs, DeepSpeed's op
 # compiled once included); the limit only stops a hung run.
 def run_snakemake(workdir: Path, *args: str, timeout: int = 2700) -> subprocess.CompletedProcess:
     env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(ROOT / ".torch_extensions"))
