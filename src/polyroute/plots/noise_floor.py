@@ -46,6 +46,8 @@ def plot_noise_floor(table: pd.DataFrame, out: str | os.PathLike) -> list[str]:
         ax.set_ylabel(label.format(language=language) if language != AGGREGATE else label, fontsize=8)
         ax.set_xlabel("MoE layer", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if statistic == "exclusive_experts":  # a count
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
     for ax in axes[len(panels):]:
         ax.set_axis_off()
