@@ -81,7 +81,8 @@ if NOISE_FLOOR:
             figure=report(f"{RESULTS}/summary/figures/noise_floor.png", caption="../report/noise_floor.rst",
                           category="Routing statistics"),
         params:
-            stats=CFG["stats"],
+            # only what the statistics read: a figure setting (heatmap_layers, scores) does not rerun it
+            stats={key: CFG["stats"][key] for key in ("log_base", "distribution", "affinity_top_m", "exclusive_threshold")},
             reference=CFG["reference_language"],
             targets=TARGETS,
         log:
