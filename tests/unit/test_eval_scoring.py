@@ -74,8 +74,9 @@ def test_choices_that_share_their_input_share_one_forward(demo) -> None:
     encoded = encode_requests(tok, [(context, " A"), (context, " B"), (context, " D")])
     single_token = [e for e in encoded if len(e.continuation) == 1]
     assert len(single_token) >= 2, "the demo tokenizer should encode at least two letters as one token"
+    loglikelihoods(model, single_token[:1], batch_size=1, max_length=1024)  # the one-time head check, out of the count
     calls = []
-    handle = model.register_forward_hook(lambda module, args, out: calls.append(1))
+    handle = model.get_decoder().register_forward_hook(lambda module, args, out: calls.append(1))
     try:
         loglikelihoods(model, single_token, batch_size=1, max_length=1024)
     finally:
@@ -153,3 +154,83 @@ def test_stop_sequences_add_eos_once(demo) -> None:
     _, tok = demo
     stops = stop_sequences(tok, ["\n", "\n"])
     assert stops == ["\n", tok.eos_token]
+
+
+def test_the_head_sees_only_the_continuation_positions(demo) -> None:
+    model, tok = demo
+    encoded = encode_requests(tok, REQUESTS)
+    loglikelihoods(model, encoded[:1], batch_size=1, max_length=1024)  # the one-time head check, out of the count
+    seen = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    try:
+        loglikelihoods(model, encoded, batch_size=16, max_length=1024)
+    finally:
+        handle.remove()
+    n_read = sum(len(e.continuation) for e in encoded)
+    assert sum(shape[0] for shape in seen) == n_read  # [positions, hidden]: never [batch, tokens, hidden]
+    assert all(len(shape) == 2 for shape in seen)
+
+
+def test_small_logit_chunks_give_the_same_scores(demo, monkeypatch) -> None:
+    from polyroute.evaluate import positions
+
+    model, tok = demo
+    encoded = encode_requests(tok, REQUESTS)
+    whole = loglikelihoods(model, encoded, batch_size=16, max_length=1024)
+    monkeypatch.setattr(positions, "_CHUNK_BYTES", 4 * model.config.vocab_size * 3)  # 3 positions a chunk
+    chunked = loglikelihoods(model, encoded, batch_size=16, max_length=1024)
+    assert [s.logprob for s in chunked] == pytest.approx([s.logprob for s in whole], abs=1e-6)
+    assert [s.is_greedy for s in chunked] == [s.is_greedy for s in whole]
+
+
+class _ScaledLogits(torch.nn.Module):
+    """A causal LM that post-processes its logits (as soft-capping families do): decoder + head would be wrong."""
+
+    def __init__(self, inner) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def get_decoder(self):
+        return self.inner.get_decoder()
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+    def forward(self, input_ids, **kwargs):
+        out = self.inner(input_ids=input_ids, **kwargs)
+        out.logits = 30.0 * torch.tanh(out.logits / 30.0)
+        return out
+
+
+def test_post_processed_logits_fall_back_to_the_full_forward(demo) -> None:
+    model, tok = demo
+    wrapped = _ScaledLogits(model)
+    encoded = encode_requests(tok, REQUESTS)
+    got = loglikelihoods(wrapped, encoded, batch_size=4, max_length=1024)
+    for enc, score in zip(encoded, got):
+        ids = torch.tensor([list(enc.context + enc.continuation)])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(wrapped(ids).logits[0].double(), dim=-1)
+        want = sum(float(logprobs[len(enc.context) + j - 1, t]) for j, t in enumerate(enc.continuation))
+        assert score.logprob == pytest.approx(want, abs=1e-4)
+
+
+def test_out_of_memory_halves_the_batch(demo, monkeypatch) -> None:
+    from polyroute.evaluate import scoring
+
+    model, tok = demo
+    encoded = encode_requests(tok, REQUESTS)
+    want = loglikelihoods(model, encoded, batch_size=16, max_length=1024)
+    real, widths = scoring.score_positions, []
+
+    def small_memory(model, ids, *args):
+        widths.append(ids.shape[0])
+        if ids.shape[0] > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 41.00 GiB")
+        return real(model, ids, *args)
+
+    monkeypatch.setattr(scoring, "score_positions", small_memory)
+    got = loglikelihoods(model, encoded, batch_size=16, max_length=1024)
+    assert [s.logprob for s in got] == pytest.approx([s.logprob for s in want], rel=1e-6)  # other padding widths
+    assert max(widths) > 2 and widths[-1] <= 2

@@ -12,14 +12,21 @@ forward pass.
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from polyroute.devices import is_out_of_memory
+from polyroute.evaluate.positions import score_positions
+
 __all__ = ["Scored", "Encoded", "prefix_token_id", "encode_pair", "encode_requests", "loglikelihoods",
            "rolling_windows", "model_max_length"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,42 +104,65 @@ def _model_input(enc: Encoded, max_length: int) -> tuple[int, ...]:
     return (enc.context + enc.continuation)[-(max_length + 1):][:-1]
 
 
+def _score_batch(model: Any, batch: list[tuple[int, ...]], reads: list[list[tuple[int, tuple[int, ...]]]],
+                 device: torch.device) -> list[tuple[int, Scored]]:
+    """One forward over `batch` (inputs, longest first); each input's reads are (request, continuation)."""
+    width = len(batch[0])
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    rows, positions, targets, spans = [], [], [], []
+    for row, inp in enumerate(batch):
+        ids[row, :len(inp)] = torch.tensor(inp, dtype=torch.long)
+        for request, cont in reads[row]:
+            first = len(inp) - len(cont)  # the position whose logits predict the continuation's first token
+            spans.append((request, len(targets), len(cont)))
+            rows += [row] * len(cont)
+            positions += range(first, len(inp))
+            targets += cont
+    index = [torch.tensor(v, dtype=torch.long).to(device, non_blocking=True) for v in (rows, positions, targets)]
+    scores = score_positions(model, ids.to(device, non_blocking=True), *index)
+    logprob, greedy = scores.logprob.double(), scores.greedy
+    return [(request, Scored(float(logprob[at:at + n].sum()), bool(greedy[at:at + n].all()), n))
+            for request, at, n in spans]
+
+
 def loglikelihoods(model: Any, encoded: Sequence[Encoded], *, batch_size: int = 16,
                    max_length: int | None = None, progress: Any = None) -> list[Scored]:
-    """Score every request; results in request order. `batch_size` counts distinct model inputs."""
+    """Score every request; results in request order. `batch_size` counts distinct model inputs.
+
+    Log-probabilities are computed only at the continuation positions, on the device
+    (`polyroute.evaluate.positions`); a batch that runs out of device memory is halved and retried."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     max_length = max_length or model_max_length(model, None)
     device = next(model.parameters()).device
     # One forward per distinct input: requests whose inputs are equal read the same logits.
     groups: dict[tuple[int, ...], list[int]] = {}
-    conts: list[tuple[int, ...]] = []
     for i, enc in enumerate(encoded):
         if len(enc.continuation) > max_length:
             raise ValueError(f"a continuation of {len(enc.continuation)} tokens exceeds max_length {max_length}")
-        inp = _model_input(enc, max_length)
-        groups.setdefault(inp, []).append(i)
-        conts.append(enc.continuation)
+        groups.setdefault(_model_input(enc, max_length), []).append(i)
     # Longest first, like the harness: the first batch is the largest, so memory trouble shows early.
     order = sorted(groups, key=lambda inp: (-len(inp), inp))
+    queue = deque(order[start:start + batch_size] for start in range(0, len(order), batch_size))
     results: list[Scored | None] = [None] * len(encoded)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            width = len(batch[0])
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, inp in enumerate(batch):
-                ids[row, :len(inp)] = torch.tensor(inp, dtype=torch.long)
-            logits = model(ids.to(device)).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for row, inp in enumerate(batch):
-                for i in groups[inp]:
-                    cont = conts[i]
-                    span = logprobs[row, len(inp) - len(cont):len(inp)]
-                    target = torch.tensor(cont, dtype=torch.long)
-                    greedy = bool((span.argmax(dim=-1) == target).all())
-                    value = float(span.gather(1, target[:, None]).sum())
-                    results[i] = Scored(value, greedy, len(cont))
+        while queue:
+            batch = queue.popleft()
+            reads = [[(i, encoded[i].continuation) for i in groups[inp]] for inp in batch]
+            try:
+                scored = _score_batch(model, batch, reads, device)
+            except Exception as err:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+                if not is_out_of_memory(err) or len(batch) == 1:
+                    raise
+                log.warning("out of memory scoring %d inputs of up to %d tokens: halving and retrying",
+                            len(batch), len(batch[0]))
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                half = len(batch) // 2
+                queue.extendleft((batch[half:], batch[:half]))
+                continue
+            for i, score in scored:
+                results[i] = score
             if progress is not None:
                 progress.update(len(batch))
     return results  # type: ignore[return-value]

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from polyroute.devices import is_out_of_memory
 from polyroute.models.adapter import MoEAdapter
 from polyroute.routing.records import RoutingWindow, expert_id_dtype
 
@@ -42,13 +43,6 @@ def detect_output_kind(first: torch.Tensor, top_k: int) -> str:
         return "logits"
     nonzero = (first != 0).sum(dim=-1)
     return "scores" if bool((nonzero == top_k).all()) else "logits"
-
-
-def _is_oom(err: BaseException) -> bool:
-    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom_type is not None and isinstance(err, oom_type)) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err)
-    )
 
 
 @dataclass
@@ -338,7 +332,7 @@ class RoutingPass:
             try:
                 batch = self.capture.run_batch(ids, mask, rows, onehot)
             except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-                if not _is_oom(err) or len(rows) == 1:
+                if not is_out_of_memory(err) or len(rows) == 1:
                     raise
                 half = len(rows) // 2
                 log.warning("out of memory on a batch of %d x %d tokens: halving and retrying", len(rows), ids.shape[1])
