@@ -234,3 +234,43 @@ def test_out_of_memory_halves_the_batch(demo, monkeypatch) -> None:
     got = loglikelihoods(model, encoded, batch_size=16, max_length=1024)
     assert [s.logprob for s in got] == pytest.approx([s.logprob for s in want], rel=1e-6)  # other padding widths
     assert max(widths) > 2 and widths[-1] <= 2
+
+
+GEN_PROMPTS = ["Question: 2+2?\nAnswer:", "Swali: Amina ana maembe 12. Anampa kaka yake maembe 5.\nAnswer:",
+               "Задача: У Маши 3 яблока.\nAnswer:", "问题： 3 + 4 = ?\nAnswer:", "Frage: Wie viele?\nAntwort:"]
+
+
+def _generate_both(model, tok, **kwargs):
+    plain = generate_greedy(model, tok, GEN_PROMPTS, static_cache=False, stop_check_every=1, **kwargs)
+    fast = generate_greedy(model, tok, GEN_PROMPTS, static_cache=True, stop_check_every=8, width_multiple=16, **kwargs)
+    return plain, fast
+
+
+@pytest.mark.parametrize("until", [["\n"], ["a"], []])
+def test_static_cache_and_late_stop_checks_give_identical_greedy_outputs(demo, until) -> None:
+    model, tok = demo
+    plain, fast = _generate_both(model, tok, until=until, max_new_tokens=20, batch_size=3)
+    assert fast == plain
+    assert any(fast)
+
+
+def test_static_cache_keeps_interventions_and_adapters(demo) -> None:
+    from polyroute.interventions.context import intervene
+    from polyroute.models import get_adapter
+
+    model, tok = demo
+    layers = get_adapter(model).moe_layers
+    base, _ = _generate_both(model, tok, until=["\n"], max_new_tokens=16, batch_size=5)
+    with intervene(model, "mask", [(layer, e) for layer in layers for e in range(4)]):
+        plain, fast = _generate_both(model, tok, until=["\n"], max_new_tokens=16, batch_size=5)
+    assert fast == plain and plain != base  # the edit changed the outputs, on both paths alike
+    weight = model.get_decoder().layers[layers[0]].mlp.experts.down_proj
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.mul_(-3.0)  # an adapter edits expert weights in place, as variants.adapter_variant does
+    try:
+        plain, fast = _generate_both(model, tok, until=["\n"], max_new_tokens=16, batch_size=5)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert fast == plain and plain != base
