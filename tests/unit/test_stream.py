@@ -115,3 +115,24 @@ def test_sigkill_during_streamed_extraction_leaves_nothing_trusted(tmp_path):
     assert not tmp.exists() and is_complete(path)
     xr.testing.assert_identical(open_store(path).load(), open_store(tmp_path / "ref.zarr").load())
     assert _files(path) == _files(tmp_path / "ref.zarr")
+
+
+def test_a_failed_store_write_fails_the_extraction_and_leaves_nothing_trusted(tiny, tmp_path, monkeypatch):
+    from polyroute.routing import store
+
+    model, tok, adapter = tiny
+    calls = []
+    real = store.StoreWriter.append
+
+    def failing(self, dim, block):
+        calls.append(dim)
+        if len(calls) == 3:
+            raise OSError("No space left on device")
+        return real(self, dim, block)
+
+    monkeypatch.setattr(store.StoreWriter, "append", failing)
+    with pytest.raises(OSError, match="No space left"):
+        extract_to_store(model, tok, adapter, TEXTS, TEXT_LANGS, SEQ_IDS, PAR_IDS, tmp_path / "x.zarr", ATTRS,
+                         languages=LANGS, batch_tokens=64, max_length=32, per_token=True, window_tokens=50)
+    assert not is_complete(tmp_path / "x.zarr")
+    assert not list(tmp_path.iterdir())  # the temporary folder is gone too

@@ -5,7 +5,8 @@ for tests and notebooks): one path, so both hold the same routing. Streaming to 
 memory at one window of per-sequence and per-token arrays (plus one store chunk per streamed dim), so
 a shard of any size runs in flat memory. The store is written like any other (``<path>.tmp-<pid>``,
 invariant re-checked from disk, marker last, then renamed): a killed extraction leaves nothing a
-rerun would trust.
+rerun would trust. Windows are written by a background thread (`polyroute.routing.background`) while
+the model routes the next ones, in the same order, so the store is the same bytes as a serial write.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from polyroute.models.adapter import MoEAdapter
+from polyroute.routing.background import BackgroundWork
 from polyroute.routing.capture import RoutingPass
 from polyroute.routing.records import RoutingWindow, ShardRouting, empty_shard, join_windows
 from polyroute.routing.store import AGGREGATES, StoreWriter, to_dataset, window_blocks
@@ -53,10 +55,17 @@ def extract_to_store(model, tokenizer, adapter: MoEAdapter, texts: Sequence[str]
     def write(routing_pass: RoutingPass) -> dict[str, Any]:
         template = to_dataset(empty_shard(*_shapes(routing_pass), per_token=routing_pass.per_token), attrs)
         labels = [np.asarray(values, dtype=object) for values in (seq_ids, languages_of_texts, parallel_ids)]  # once, sliced per window
+
+        def append(writer: StoreWriter, window: RoutingWindow) -> None:
+            for dim, block in window_blocks(window, *labels).items():
+                writer.append(dim, block)
+
         with StoreWriter(out, template) as writer:
-            for window in routing_pass.windows():
-                for dim, block in window_blocks(window, *labels).items():
-                    writer.append(dim, block)
+            # windows are written in a background thread while the model routes the next ones
+            with BackgroundWork(depth=1) as work:
+                for window in routing_pass.windows():
+                    work.submit(append, writer, window)
+                work.close()
             aggregates = routing_pass.aggregates()
             values = xr.Dataset({name: (template[name].dims, aggregates[name]) for name in AGGREGATES})
             writer.finish(template.attrs, values=values)  # re-checks the invariant from disk
