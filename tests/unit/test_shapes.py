@@ -31,3 +31,18 @@ def test_short_names_and_unknown_names():
         published_config("nope")
     with pytest.raises(ValueError, match="narrower"):
         proxy_config("Qwen3-30B-A3B", hidden_size=4096)
+
+
+def test_random_model_at_a_proxy_shape_runs_and_is_seeded():
+    import torch
+
+    from polyroute.models.shapes import random_model
+
+    config = proxy_config("OLMoE-1B-7B-0924", hidden_size=64)
+    a, b = random_model(config, seed=1), random_model(config, seed=1)
+    norms = [p for n, p in a.named_parameters() if n.endswith("norm.weight")]
+    assert norms and all(bool((p == 1).all()) for p in norms)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with torch.no_grad():
+        logits = a(torch.arange(8)[None]).logits
+    assert logits.shape == (1, 8, 50304) and bool(torch.isfinite(logits).all())

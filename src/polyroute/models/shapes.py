@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["SHAPES", "shape_names", "published_config", "proxy_config", "parameter_count"]
+__all__ = ["SHAPES", "shape_names", "published_config", "proxy_config", "parameter_count", "random_model"]
 
 SHAPES: dict[str, dict[str, Any]] = {
     "Qwen/Qwen3-30B-A3B": dict(
@@ -108,3 +108,24 @@ def parameter_count(config: Any) -> int:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return sum(math.prod(p.shape) for p in model.parameters())
+
+
+def random_model(config: Any, device: str = "cpu", dtype: Any = None, seed: int = 0) -> Any:
+    """A causal LM of `config` with random weights made directly on `device` (normal 0.02, norms 1, biases 0),
+    in eval mode: a real shape's costs without its checkpoint."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
+    with torch.device(device):  # built in place: a 30B model never passes through host memory
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight") or ".norm." in name or "layernorm" in name:
+                param.fill_(1.0)
+            elif name.endswith("bias"):
+                param.zero_()
+            else:
+                param.normal_(0.0, 0.02, generator=generator)
+    return model.eval()
