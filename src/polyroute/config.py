@@ -109,6 +109,7 @@ class EvaluationConfig:
     adapters: bool
     batch_size: int
     max_new_tokens: int
+    static_cache: bool | None
     limit: int | None
     bootstrap: int
     seed: int

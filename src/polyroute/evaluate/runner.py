@@ -29,6 +29,7 @@ class EvalSettings:
     num_fewshot: int = 0  # a task's own setting: no shots unless asked
     batch_size: int = _EVALUATION["batch_size"]
     max_new_tokens: int = _EVALUATION["max_new_tokens"]
+    static_cache: bool | None = _EVALUATION["static_cache"]  # None: on CUDA (generate_greedy's default)
     bootstrap: int = _EVALUATION["bootstrap"]
     seed: int = _EVALUATION["seed"]
 
@@ -57,7 +58,7 @@ def _generated_items(model, tokenizer, task: Task, items: Sequence[Row], prompts
                      settings: EvalSettings, max_length: int) -> list[dict]:
     outputs = generate_greedy(model, tokenizer, prompts, until=task.until(code),
                               max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
-                              max_length=max_length)
+                              max_length=max_length, static_cache=settings.static_cache)
     records = []
     language = items[0]["language"]
     for item, prompt, output in zip(items, prompts, outputs):
