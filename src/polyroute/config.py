@@ -108,6 +108,7 @@ class EvaluationConfig:
     tasks: dict[str, dict[str, Any] | None]
     adapters: bool
     batch_size: int
+    batch_tokens: int
     max_new_tokens: int
     static_cache: bool | None
     limit: int | None

@@ -274,3 +274,20 @@ def test_static_cache_keeps_interventions_and_adapters(demo) -> None:
         with torch.no_grad():
             weight.copy_(saved)
     assert fast == plain and plain != base
+
+
+def test_batches_respect_both_the_input_and_the_token_budget_by_hand() -> None:
+    from polyroute.evaluate.scoring import _plan_batches
+
+    order = [(1,) * 5, (1,) * 4, (1,) * 4, (1,) * 3, (1,) * 2, (1,) * 1]
+    assert [len(b) for b in _plan_batches(order, batch_size=16, batch_tokens=10)] == [2, 2, 2]  # padded 2x5, 2x4, 2x2
+    assert [len(b) for b in _plan_batches(order, batch_size=4, batch_tokens=100)] == [4, 2]
+    assert [len(b) for b in _plan_batches(order, batch_size=16, batch_tokens=3)] == [1, 1, 1, 1, 1, 1]
+
+
+def test_a_small_token_budget_gives_the_same_scores(demo) -> None:
+    model, tok = demo
+    encoded = encode_requests(tok, REQUESTS)
+    whole = loglikelihoods(model, encoded, batch_size=16, max_length=1024)
+    capped = loglikelihoods(model, encoded, batch_size=16, batch_tokens=40, max_length=1024)
+    assert [s.logprob for s in capped] == pytest.approx([s.logprob for s in whole], rel=1e-6)

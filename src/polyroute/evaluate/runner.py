@@ -28,6 +28,7 @@ class EvalSettings:
 
     num_fewshot: int = 0  # a task's own setting: no shots unless asked
     batch_size: int = _EVALUATION["batch_size"]
+    batch_tokens: int = _EVALUATION["batch_tokens"]
     max_new_tokens: int = _EVALUATION["max_new_tokens"]
     static_cache: bool | None = _EVALUATION["static_cache"]  # None: on CUDA (generate_greedy's default)
     bootstrap: int = _EVALUATION["bootstrap"]
@@ -42,7 +43,7 @@ def _choice_items(model, tokenizer, task: Task, items: Sequence[Row], prompts: l
         spans.append((len(requests), len(choices)))
         requests += [(prompt, task.target_delimiter + choice) for choice in choices]
     scored = loglikelihoods(model, encode_requests(tokenizer, requests), batch_size=settings.batch_size,
-                            max_length=max_length)
+                            batch_tokens=settings.batch_tokens, max_length=max_length)
     records = []
     for item, prompt, (start, n) in zip(items, prompts, spans):
         lls = [s.logprob for s in scored[start:start + n]]
@@ -77,7 +78,8 @@ def _perplexity_items(model, tokenizer, items: Sequence[Row], settings: EvalSett
         for window in rolling_windows(tokens, prefix, max_length):
             windows.append(window)
             owner.append(i)
-    scored = loglikelihoods(model, windows, batch_size=settings.batch_size, max_length=max_length)
+    scored = loglikelihoods(model, windows, batch_size=settings.batch_size, batch_tokens=settings.batch_tokens,
+                            max_length=max_length)
     logprob = np.zeros(len(items))
     n_tokens = np.zeros(len(items), dtype=np.int64)
     for i, s in zip(owner, scored):

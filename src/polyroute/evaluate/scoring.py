@@ -28,6 +28,10 @@ __all__ = ["Scored", "Encoded", "prefix_token_id", "encode_pair", "encode_reques
 
 log = logging.getLogger(__name__)
 
+# padded tokens per forward: Qwen3-30B-A3B's activations at 65,536 tokens take ~7 GB beside its 61 GB of
+# bf16 weights, so batch 128 at 2,048-token contexts runs on an 80 GB card in 4 forwards (bench/README)
+DEFAULT_BATCH_TOKENS = 65536
+
 
 @dataclass(frozen=True)
 class Scored:
@@ -125,14 +129,29 @@ def _score_batch(model: Any, batch: list[tuple[int, ...]], reads: list[list[tupl
             for request, at, n in spans]
 
 
+def _plan_batches(order: list[tuple[int, ...]], batch_size: int, batch_tokens: int) -> list[list[tuple[int, ...]]]:
+    """Consecutive inputs (longest first) in batches of at most `batch_size` inputs and `batch_tokens`
+    padded tokens (an input longer than the budget is a batch alone)."""
+    batches: list[list[tuple[int, ...]]] = []
+    for inp in order:
+        last = batches[-1] if batches else None
+        if last is not None and len(last) < batch_size and (len(last) + 1) * len(last[0]) <= batch_tokens:
+            last.append(inp)
+        else:
+            batches.append([inp])
+    return batches
+
+
 def loglikelihoods(model: Any, encoded: Sequence[Encoded], *, batch_size: int = 16,
-                   max_length: int | None = None, progress: Any = None) -> list[Scored]:
-    """Score every request; results in request order. `batch_size` counts distinct model inputs.
+                   batch_tokens: int = DEFAULT_BATCH_TOKENS, max_length: int | None = None,
+                   progress: Any = None) -> list[Scored]:
+    """Score every request; results in request order. A forward takes at most `batch_size` distinct model
+    inputs and `batch_tokens` padded tokens (what bounds its activation memory).
 
     Log-probabilities are computed only at the continuation positions, on the device
     (`polyroute.evaluate.positions`); a batch that runs out of device memory is halved and retried."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size < 1 or batch_tokens < 1:
+        raise ValueError(f"batch_size and batch_tokens must be >= 1, got {batch_size}, {batch_tokens}")
     max_length = max_length or model_max_length(model, None)
     device = next(model.parameters()).device
     # One forward per distinct input: requests whose inputs are equal read the same logits.
@@ -143,7 +162,7 @@ def loglikelihoods(model: Any, encoded: Sequence[Encoded], *, batch_size: int = 
         groups.setdefault(_model_input(enc, max_length), []).append(i)
     # Longest first, like the harness: the first batch is the largest, so memory trouble shows early.
     order = sorted(groups, key=lambda inp: (-len(inp), inp))
-    queue = deque(order[start:start + batch_size] for start in range(0, len(order), batch_size))
+    queue = deque(_plan_batches(order, batch_size, batch_tokens))
     results: list[Scored | None] = [None] * len(encoded)
     with torch.inference_mode():
         while queue:

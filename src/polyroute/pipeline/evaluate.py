@@ -33,8 +33,8 @@ __all__ = ["task_settings", "task_items", "evaluate", "evaluate_variant"]
 def task_settings(evaluation: Mapping[str, Any], task: str) -> dict[str, Any]:
     """A task's run settings: the evaluation block's defaults overridden by the task's own entry."""
     own = dict(evaluation["tasks"][task] or {})
-    merged = {key: evaluation[key] for key in ("batch_size", "max_new_tokens", "static_cache", "bootstrap", "seed",
-                                                 "limit")}
+    merged = {key: evaluation[key] for key in ("batch_size", "batch_tokens", "max_new_tokens", "static_cache",
+                                                 "bootstrap", "seed", "limit")}
     merged.update({key: own[key] for key in own if key != "languages"})
     merged.setdefault("num_fewshot", 0)
     return merged
