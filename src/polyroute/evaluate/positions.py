@@ -73,11 +73,13 @@ def _split_is_exact(model: Any, parts: tuple[Any, Any], device: torch.device) ->
     return exact
 
 
-def _score_chunks(logits_of, n: int, targets: torch.Tensor, vocab: int) -> TokenScores:
-    """Target log-probability and argmax test of `n` positions, `logits_of(slice)` computing their logits."""
+def _score_chunks(logits_of, n: int, targets: torch.Tensor, vocab: int, device: torch.device) -> TokenScores:
+    """Target log-probability and argmax test of `n` positions, `logits_of(slice)` computing their logits
+    on `device` (a model spread over several GPUs ends on its last)."""
     rows = max(1, _CHUNK_BYTES // (4 * vocab))
-    logprob = torch.empty(n, dtype=torch.float32, device=targets.device)
-    greedy = torch.empty(n, dtype=torch.bool, device=targets.device)
+    targets = targets.to(device)
+    logprob = torch.empty(n, dtype=torch.float32, device=device)
+    greedy = torch.empty(n, dtype=torch.bool, device=device)
     for start in range(0, n, rows):
         part = slice(start, min(n, start + rows))
         logits = logits_of(part).float()
@@ -92,12 +94,18 @@ def score_positions(model: Any, ids: torch.Tensor, rows: torch.Tensor, positions
     """For each i: log P(targets[i] | ids[rows[i], :positions[i] + 1]) and whether targets[i] is the argmax.
 
     `ids` [B, T] on the model's device (right-padded, no attention mask: causal attention never reads
-    what follows a position); `rows`, `positions`, `targets` [N] int64 on the same device.
+    what follows a position); `rows`, `positions`, `targets` [N] int64 (moved to where the hidden
+    states and logits are: a model spread over GPUs by a device map ends on its last).
     """
     parts = _decoder_and_head(model)
     if parts is not None and _split_is_exact(model, parts, ids.device):
         decoder, head = parts
-        picked = _last_hidden(decoder, ids)[rows, positions]  # [N, H]: the only hidden states the head sees
-        return _score_chunks(lambda part: head(picked[part]), len(targets), targets, int(head.weight.shape[0]))
+        hidden = _last_hidden(decoder, ids)
+        # [N, H]: the only hidden states the head sees, moved to the head's device
+        picked = hidden[rows.to(hidden.device), positions.to(hidden.device)].to(head.weight.device)
+        return _score_chunks(lambda part: head(picked[part]), len(targets), targets, int(head.weight.shape[0]),
+                             head.weight.device)
     logits = model(input_ids=ids, use_cache=False).logits  # model dtype, on the device; never float32 whole
-    return _score_chunks(lambda part: logits[rows[part], positions[part]], len(targets), targets, logits.shape[-1])
+    rows, positions = rows.to(logits.device), positions.to(logits.device)
+    return _score_chunks(lambda part: logits[rows[part], positions[part]], len(targets), targets, logits.shape[-1],
+                         logits.device)
