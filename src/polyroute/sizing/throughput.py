@@ -24,7 +24,7 @@ __all__ = ["REFERENCE", "Throughput", "load_throughput", "RATE_KEYS"]
 
 # Measured 2026-12-04 on one NVIDIA H200, torch 2.11, transformers 5.23, at commit 325d7da.
 REFERENCE: dict[str, Any] = {
-    "gpu": "one NVIDIA H200 (reference figures, ../shared/gpu/README.md)",
+    "gpu": "one NVIDIA H200, measured 2026-12-04 (../shared/gpu/README.md)",
     "model": {"id": "Qwen/Qwen3-30B-A3B", "dtype": "bfloat16"},
     "forward_tokens_per_s": 35197,  # plain decoder forward, batch_tokens 32,768
     "extract_tokens_per_s": 23452,  # extract_to_store with per-token output (rule extract_routing)
@@ -80,6 +80,8 @@ def load_throughput(size: ModelSize, path: str | os.PathLike | None = None) -> T
     table: Mapping[str, Any] = REFERENCE
     where = "built-in reference figures"
     if path is not None:
+        if not os.path.isfile(path):
+            raise ValueError(f"no throughput file {path} (write one with `polyroute calibrate --out {path}`)")
         with open(path, encoding="utf-8") as handle:
             table = json.load(handle)
         where = str(path)
@@ -89,7 +91,7 @@ def load_throughput(size: ModelSize, path: str | os.PathLike | None = None) -> T
     token_scale = 1.0 if same else measured_on.active_params / size.active_params
     step_scale = 1.0 if same else measured_on.total_params / size.total_params
     return Throughput(
-        source=f"{table.get('gpu', where)}; {where}",
+        source=f"{table.get('gpu', '?')} ({where})",
         tokens_per_s={key.removesuffix("_tokens_per_s"): float(table[key]) * token_scale for key in RATE_KEYS},
         steps_per_s={int(batch): float(rate) * step_scale for batch, rate in table["generate_steps_per_s"].items()},
         load_gb_per_s=float(table.get("load_gb_per_s", REFERENCE["load_gb_per_s"])),
