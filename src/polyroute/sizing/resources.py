@@ -12,31 +12,21 @@ import errno
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from polyroute.sizing.jobs import Job, job_data_files, job_work
+from polyroute.config import ClusterConfig
+from polyroute.sizing.jobs import Job, eval_languages, job_data_files, job_work
 from polyroute.sizing.model import ModelSize, gpus_needed, host_memory_mb, model_size
 from polyroute.sizing.throughput import Throughput, load_throughput
 from polyroute.sizing.work import DataSource, Work
 
-__all__ = ["Cluster", "cluster_settings", "gpu_seconds", "runtime_minutes", "job_gpus", "job_mem_mb",
+__all__ = ["cluster_settings", "gpu_seconds", "runtime_minutes", "job_gpus", "job_mem_mb",
            "Sizing", "rule_resources"]
 
 
-@dataclass(frozen=True)
-class Cluster:
-    """The config's `cluster` block (defaults in the schema)."""
-
-    gpu_memory_gb: float = 80.0
-    gpu_headroom: float = 0.2
-    runtime_margin: float = 2.0
-    runtime_floor: int = 15
-    throughput: str | None = None
-
-
-def cluster_settings(cfg: Mapping[str, Any]) -> Cluster:
-    return Cluster(**dict(cfg.get("cluster") or {}))
+def cluster_settings(cfg: Mapping[str, Any]) -> ClusterConfig:
+    """The validated config's `cluster` block (defaults from the schema)."""
+    return ClusterConfig(**cfg["cluster"])
 
 
 def gpu_seconds(work: Work, throughput: Throughput) -> float | None:
@@ -55,7 +45,7 @@ def runtime_minutes(seconds: float, load_seconds: float, margin: float, floor: i
     return max(int(floor), math.ceil(margin * (load_seconds + seconds) / 60)) * int(attempt)
 
 
-def job_gpus(cfg: Mapping[str, Any], rule: str, size: ModelSize, cluster: Cluster) -> int:
+def job_gpus(cfg: Mapping[str, Any], rule: str, size: ModelSize, cluster: ClusterConfig) -> int:
     """GPUs of one job: training uses `training.gpus` (one deepspeed process each); every other GPU rule
     as many as the weights need, the model spread over them by the loader's device map."""
     if rule == "train_subnetwork":
@@ -82,8 +72,6 @@ class Sizing:
     def work(self, job: Job) -> Work:
         key = (job.rule, tuple(sorted(job.wildcards.items())))
         if job.rule == "evaluate":  # variants of one task share their work
-            from polyroute.sizing.jobs import eval_languages
-
             key = ("evaluate", job.wildcards["task"], tuple(eval_languages(self.cfg, job.wildcards["variant"],
                                                                            job.wildcards["task"])))
         if key not in self._work or self._work[key].tokens is None:
