@@ -125,6 +125,25 @@ def test_routing_work_splits_the_sequences_over_shards():
     assert whole.tokens == sum(min(len(data.tokenizer(t)["input_ids"]), max_length) for t in texts)
 
 
+def test_choice_tokens_are_the_scorers_distinct_inputs():
+    from polyroute.evaluate.fewshot import contexts
+    from polyroute.evaluate.scoring import encode_requests
+    from polyroute.evaluate.tasks import get_task
+    from polyroute.pipeline.evaluate import task_settings
+    from polyroute.sizing.work import eval_work
+
+    cfg = load_run_config([])
+    data, task = DataSource(cfg), get_task("belebele")
+    items = data.records("belebele", "eng_Latn", "test").to_dict(orient="records")
+    prompts = contexts(task, items, items, task.code("eng_Latn"), 0)
+    requests = [(p, task.target_delimiter + c) for p, item in zip(prompts, items) for c in task.choices(item)]
+    # the scorer forwards context + continuation less its last token, once per distinct input
+    inputs = {(enc.context + enc.continuation)[:-1] for enc in encode_requests(data.tokenizer, requests)}
+    assert len(inputs) == len(items)  # " A" .. " D" are one token: the four choices share one forward
+    work = eval_work(data, "belebele", ["eng_Latn"], task_settings(cfg["evaluation"], "belebele"))
+    assert work.items == len(items) and work.exact and work.tokens == sum(len(i) for i in inputs)
+
+
 def test_without_data_items_come_from_the_published_sizes():
     cfg = load_run_config(["configs/qwen3-30b-a3b.yaml"])
     data = DataSource(cfg, data_dir="/nonexistent")

@@ -119,8 +119,8 @@ def calibrate(run_config: Mapping[str, Any], out: str | os.PathLike, *, sequence
     score_rate = score_tokens / _timed(lambda: loglikelihoods(net, requests, batch_size=batch, max_length=max_length))
     prompts = texts[:batch]
     outputs: list[str] = []
-    seconds = _timed(lambda: outputs.extend(generate_greedy(net, tokenizer, prompts, until=[], max_new_tokens=new_tokens,
-                                                            batch_size=batch, max_length=max_length)))
+    seconds = _timed(lambda: outputs.extend(generate_greedy(
+        net, tokenizer, prompts, until=[], max_new_tokens=new_tokens, batch_size=batch, max_length=max_length)))
     steps = max([len(ids) for ids in tokenizer(outputs, add_special_tokens=False)["input_ids"]] + [1])
     reference = load_throughput(size)
     table = {

@@ -115,7 +115,8 @@ def _cards(plan: Plan) -> list[str]:
              + ("; the loader spreads the model over them (device_map=auto)" if gpus > 1 else "")]
     training = cfg["training"]
     if training["methods"]:
-        lines.append(f"training: {training['gpus']} GPU(s) per job (training.gpus), ZeRO stage {training['zero_stage']}")
+        lines.append(f"training: {training['gpus']} GPU(s) per job (training.gpus), "
+                     f"ZeRO stage {training['zero_stage']}")
         if gpus > 1 and (training["zero_stage"] < 3 or training["gpus"] < gpus):
             lines.append(f"WARNING: the weights need {gpus} cards: set training.gpus >= {gpus} with zero_stage 3")
     if gpus > 1 and cfg["stats"]["noise_floor"]:
@@ -147,8 +148,8 @@ def format_plan(plan: Plan, configfile: str = "") -> list[str]:
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines += ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
               for row in rows]
-    lines.append(f"total: {plan.gpu_hours:.2f} GPU-hours" + ("" if plan.complete and all(r.tokens_exact for r in plan.rules)
-                                                           else ", bounds included as they are"))
+    exact = plan.complete and all(r.tokens_exact for r in plan.rules)
+    lines.append(f"total: {plan.gpu_hours:.2f} GPU-hours" + ("" if exact else ", bounds included as they are"))
     if not plan.complete:
         lines.append("'>=': tokens unknown until download_dataset ran; counted: generation's decode steps only")
     if any(not r.tokens_exact for r in plan.rules):

@@ -82,7 +82,8 @@ class Sizing:
         """GPU seconds of the job; for extract_routing, of its largest shard: the shards go out as one
         Slurm array, whose one runtime must cover each."""
         if job.rule == "extract_routing":
-            shards = [Job(job.rule, {**job.wildcards, "shard": str(s)}) for s in range(self.cfg["extraction"]["shards"])]
+            shards = [Job(job.rule, {**job.wildcards, "shard": str(s)})
+                      for s in range(self.cfg["extraction"]["shards"])]
             seconds = [gpu_seconds(self.work(shard), self.throughput) for shard in shards]
             return None if None in seconds else max(seconds)
         return gpu_seconds(self.work(job), self.throughput)

@@ -71,7 +71,8 @@ def _check(table: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: throughput table lacks {', '.join(missing)}")
     bad = [key for key in RATE_KEYS if not (isinstance(table[key], (int, float)) and table[key] > 0)]
     if bad or not table["generate_steps_per_s"]:
-        raise ValueError(f"{where}: throughput figures must be positive numbers ({', '.join(bad) or 'generate_steps_per_s'})")
+        what = ", ".join(bad) or "generate_steps_per_s"
+        raise ValueError(f"{where}: throughput figures must be positive numbers ({what})")
 
 
 def load_throughput(size: ModelSize, path: str | os.PathLike | None = None) -> Throughput:

@@ -116,6 +116,15 @@ class DataSource:
             lengths = [min(n, max_length) for n in lengths]
         return sum(lengths), exact
 
+    def count_scored_inputs(self, texts: Sequence[str]) -> tuple[int, bool]:
+        """(tokens forwarded to score `texts` = context + continuation each; exact?): as `loglikelihoods`
+        runs them, one forward per distinct model input, the text without its last token (so the
+        choices " A" .. " D" after one prompt share a forward)."""
+        if self.tokenizer is None:
+            return sum(len(text.encode("utf-8")) + 2 for text in set(texts)), False
+        inputs = {tuple(ids[:-1]) for ids in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]}
+        return sum(len(ids) for ids in inputs), True
+
 
 def routing_work(data: DataSource, dataset: str, split: str | None, languages: Sequence[str],
                  max_length: int, *, shard: int = 0, shards: int = 1, per_language: int | None = None) -> Work:
@@ -145,8 +154,8 @@ def routing_work(data: DataSource, dataset: str, split: str | None, languages: S
 
 def eval_work(data: DataSource, task_name: str, languages: Sequence[str], settings: Mapping[str, Any]) -> Work:
     """An evaluation job: one task on its languages, with the task's settings (shots, limit, batch,
-    max_new_tokens). Choice tasks score every (prompt, choice) pair, generation tasks read each prompt
-    and decode up to max_new_tokens per batch, perplexity scores each text."""
+    max_new_tokens). Choice tasks forward every distinct (prompt, choice) input, generation tasks read
+    each prompt and decode up to max_new_tokens per batch, perplexity scores each text."""
     from polyroute.evaluate.tasks import get_task
 
     task = get_task(task_name)
@@ -184,7 +193,7 @@ def _eval_language(data: DataSource, task: Any, language: str, settings: Mapping
                     batch)
     texts = [prompt + task.target_delimiter + choice for prompt, item in zip(prompts, items)
              for choice in task.choices(item)]
-    tokens, exact = data.count_tokens(texts)
+    tokens, exact = data.count_scored_inputs(texts)
     return Work("score", len(items), tokens, exact, 0, batch)
 
 
