@@ -193,7 +193,8 @@ def test_job_list_matches_snakemakes_dry_run():
 
 def test_rule_resources_wait_for_the_data_then_size_the_job(tmp_path):
     cfg = load_run_config(["configs/mixtral-8x7b.yaml"])
-    resources = rule_resources(cfg, "evaluate", "results/mixtral-8x7b/model/info.json")
+    resources = rule_resources(cfg, "evaluate", "results/mixtral-8x7b/model/info.json",
+                               "results/mixtral-8x7b/model/weights.json")
     assert resources["gpu"]({}, []) == 2 and resources["mem_mb"]({}, []) == 111000
     wildcards = {"variant": "base", "task": "belebele"}
     with pytest.raises(FileNotFoundError) as missing:  # Snakemake sizes the job once the file exists

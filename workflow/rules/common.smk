@@ -291,4 +291,4 @@ from polyroute.sizing.resources import rule_resources as _rule_resources
 
 
 def gpu_resources(rule):
-    return _rule_resources(CFG, rule, f"{RESULTS}/model/info.json")
+    return _rule_resources(CFG, rule, f"{RESULTS}/model/info.json", f"{RESULTS}/model/weights.json")

@@ -74,7 +74,8 @@ class Sizing:
         if job.rule == "evaluate":  # variants of one task share their work
             key = ("evaluate", job.wildcards["task"], tuple(eval_languages(self.cfg, job.wildcards["variant"],
                                                                            job.wildcards["task"])))
-        if key not in self._work or self._work[key].tokens is None:
+        cached = self._work.get(key)
+        if cached is None or cached.tokens is None or (not cached.exact and self.data.tokenizer is not None):
             self._work[key] = job_work(self.cfg, job, self.data)
         return self._work[key]
 
@@ -115,10 +116,11 @@ def _sizing(cfg: Mapping[str, Any], model_info: str) -> Sizing:
     return _SIZINGS[id(cfg)]
 
 
-def rule_resources(cfg: Mapping[str, Any], rule: str, model_info: str) -> dict[str, Callable[..., int]]:
-    """`gpu`, `mem_mb` and `runtime` of a GPU rule as Snakemake resource functions. `model_info` is the
-    rule's model-info input; a missing data file or model config defers the job's sizing to when it is
-    ready (Snakemake re-evaluates resources that raised FileNotFoundError on an input)."""
+def rule_resources(cfg: Mapping[str, Any], rule: str, model_info: str, weights: str) -> dict[str, Callable[..., int]]:
+    """`gpu`, `mem_mb` and `runtime` of a GPU rule as Snakemake resource functions. `model_info` and
+    `weights` are the rule's inputs written by model_info and download_model; a missing data file, model
+    config or download (whose tokenizer counts the tokens) defers the job's sizing to when it is ready
+    (Snakemake re-evaluates resources that raised FileNotFoundError on an input)."""
 
     def gpu(wildcards: Any, input: Any) -> int:  # noqa: A002 - Snakemake's argument name
         return _sizing(cfg, model_info).gpus(rule)
@@ -128,9 +130,9 @@ def rule_resources(cfg: Mapping[str, Any], rule: str, model_info: str) -> dict[s
 
     def runtime(wildcards: Any, input: Any, attempt: int) -> int:  # noqa: A002
         job = Job(rule, {key: str(value) for key, value in wildcards.items()})
-        for path in job_data_files(cfg, job):
+        for path in [*job_data_files(cfg, job), weights]:
             if not os.path.exists(path):
-                raise FileNotFoundError(errno.ENOENT, "data not downloaded yet", path)
+                raise FileNotFoundError(errno.ENOENT, "not downloaded yet", path)
         minutes = _sizing(cfg, model_info).runtime(job, attempt)
         if minutes is None:  # cannot happen once the data files exist; kept as a loud guard
             raise ValueError(f"{rule} {job.label()}: work unknown although its data exist")

@@ -14,7 +14,6 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +58,17 @@ class DataSource:
         self.config = run_config
         self.data_dir = Path(data_dir)
         self._frames: dict[tuple[str, str, str], pd.DataFrame | None] = {}
+        self._tokenizer: Any = None
 
-    @cached_property
+    @property
     def tokenizer(self) -> Any:
-        """The model's tokenizer when it is on this machine, else None (token counts become bounds)."""
+        """The model's tokenizer when it is on this machine, else None (token counts become bounds);
+        looked for again while absent: `download_model` may have run since."""
+        if self._tokenizer is None:
+            self._tokenizer = self._load_tokenizer()
+        return self._tokenizer
+
+    def _load_tokenizer(self) -> Any:
         model = self.config["model"]
         try:
             from transformers import AutoTokenizer
