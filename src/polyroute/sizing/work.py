@@ -31,7 +31,7 @@ class Work:
     """What one job computes. `tokens` None: unknown until download_dataset ran; `exact` False: an
     upper bound (no tokenizer at hand). `path` names the throughput figure the tokens run at."""
 
-    path: str  # extract | score | train
+    path: str  # forward | extract | score | train
     items: int | None
     tokens: int | None
     exact: bool = True
@@ -165,12 +165,11 @@ def eval_work(data: DataSource, task_name: str, languages: Sequence[str], settin
     from polyroute.evaluate.tasks import get_task
 
     task = get_task(task_name)
-    path = "score"
     total: Work | None = None
     for language in languages:
         part = _eval_language(data, task, language, settings)
         total = part if total is None else total + part
-    return total if total is not None else Work(path, 0, 0)
+    return total if total is not None else Work("score", 0, 0)
 
 
 def _eval_language(data: DataSource, task: Any, language: str, settings: Mapping[str, Any]) -> Work:
@@ -179,6 +178,7 @@ def _eval_language(data: DataSource, task: Any, language: str, settings: Mapping
 
     batch, limit, shots = int(settings["batch_size"]), settings.get("limit"), int(settings.get("num_fewshot") or 0)
     generate = task.output == "generate"
+    path = "forward" if generate else "score"  # a generation's prompt is read by a plain forward (prefill)
     frame = data.records(task.dataset, language, task.test_split)
     pool_frame = data.records(task.dataset, language, task.fewshot_split or task.test_split) if shots else None
     if frame is None or (shots and pool_frame is None):
@@ -186,7 +186,7 @@ def _eval_language(data: DataSource, task: Any, language: str, settings: Mapping
         if n is not None and limit is not None:
             n = min(n, limit)
         steps = decode_steps(n, batch, settings["max_new_tokens"]) if generate and n is not None else 0
-        return Work("score", n, None, True, steps, batch)
+        return Work(path, n, None, True, steps, batch)
     items = task_items(frame.assign(split=task.test_split), task.test_split, limit)
     if task.output == "perplexity":
         tokens, exact = data.count_tokens([item["text"] for item in items])
@@ -195,7 +195,7 @@ def _eval_language(data: DataSource, task: Any, language: str, settings: Mapping
     prompts = contexts(task, items, pool, task.code(language), shots)
     if generate:
         tokens, exact = data.count_tokens(prompts)
-        return Work("score", len(items), tokens, exact, decode_steps(len(items), batch, settings["max_new_tokens"]),
+        return Work(path, len(items), tokens, exact, decode_steps(len(items), batch, settings["max_new_tokens"]),
                     batch)
     texts = [prompt + task.target_delimiter + choice for prompt, item in zip(prompts, items)
              for choice in task.choices(item)]
