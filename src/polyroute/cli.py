@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from polyroute.sizing.commands import calibrate_args, plan_args
+
 # name -> (help, function that adds the arguments and returns the handler args -> exit code)
 Handler = Callable[[argparse.Namespace], int]
 
@@ -164,6 +166,8 @@ def _merge_args(p: argparse.ArgumentParser) -> Handler:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = {
     "inspect": ("readable summary of any result store", _inspect_args),
     "merge": ("write base model + trained delta as a full Hugging Face checkpoint", _merge_args),
+    "plan": ("per rule: jobs, work, GPU-hours and the Slurm request of each job (offline)", plan_args),
+    "calibrate": ("time the configured model's GPU paths here: throughput figures for `plan`", calibrate_args),
 }
 
 

@@ -126,6 +126,15 @@ class InterventionsConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    gpu_memory_gb: float
+    gpu_headroom: float
+    runtime_margin: float
+    runtime_floor: int
+    throughput: str | None
+
+
+@dataclass(frozen=True)
 class Config:
     run: str
     model: ModelConfig
@@ -138,6 +147,7 @@ class Config:
     training: TrainingConfig
     evaluation: EvaluationConfig
     interventions: InterventionsConfig
+    cluster: ClusterConfig
 
 
 def load_schema(path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
@@ -380,6 +390,7 @@ _DATACLASS_FIELDS: dict[tuple[str, str], type] = {
     ("DatasetsConfig", "training"): DatasetRef,
     ("Config", "interventions"): InterventionsConfig,
     ("InterventionsConfig", "task_data"): DatasetRef,
+    ("Config", "cluster"): ClusterConfig,
 }
 
 

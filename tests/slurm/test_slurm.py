@@ -272,7 +272,7 @@ def test_demo_routing_through_slurm(slurm_cluster: dict[str, str], tmp_path: Pat
     assert {row["state"] for row in acct.values()} == {"COMPLETED"}, acct
     for jobid, rule in jobs.items():
         tres = acct[jobid]["tres"]
-        if rule in GPU_RULES:  # the profile's set-resources reached Slurm unchanged, for every task
+        if rule in GPU_RULES:  # the rules' own requests (polyroute.sizing) reached Slurm, for every task
             assert "gres/gpu=1" in tres and "cpu=8" in tres, f"{rule} job {jobid}: {tres}"
         else:
             assert "gres/gpu" not in tres, f"CPU rule {rule} got a GPU: {tres}"

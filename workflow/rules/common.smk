@@ -282,3 +282,13 @@ def intervention_targets():
         targets += [f"{RESULTS}/summary/{name}.csv" for name in ("interventions", "steering", "routing_shift")]
         targets += [f"{RESULTS}/summary/figures/{name}.png" for name in ("steering_sweep", "masking", "routing_shift")]
     return targets
+
+
+# Slurm requests of the GPU rules (gpu, mem_mb, runtime) from the model's size and each job's work, as
+# `polyroute plan` prints them (polyroute.sizing). A job whose data are not downloaded yet is sized when
+# it is ready to run. slurm/config.yaml leaves these three to the rules.
+from polyroute.sizing.resources import rule_resources as _rule_resources
+
+
+def gpu_resources(rule):
+    return _rule_resources(CFG, rule, f"{RESULTS}/model/info.json", f"{RESULTS}/model/weights.json")

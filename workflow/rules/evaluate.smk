@@ -25,9 +25,7 @@ rule evaluate:
     # threads. The Slurm profile sets 8; a CPU run of a larger model: --set-threads evaluate=N.
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        **gpu_resources("evaluate"),
     conda:
         ENVS["gpu"]
     script:

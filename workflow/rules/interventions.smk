@@ -24,8 +24,7 @@ if TASK_ROUTING:
             f"{BENCHMARKS}/task_routing.tsv"
         threads: 1  # a short GPU job; one CPU thread as in rule evaluate
         resources:
-            mem_mb=16000,
-            runtime=60,
+            **gpu_resources("task_routing"),
         conda:
             ENVS["gpu"]
         script:
@@ -67,8 +66,7 @@ rule intervention_routing:
         f"{BENCHMARKS}/intervention_routing/{{intervention}}.tsv"
     threads: 1  # a short GPU job; one CPU thread as in rule evaluate
     resources:
-        mem_mb=16000,
-        runtime=120,
+        **gpu_resources("intervention_routing"),
     conda:
         ENVS["gpu"]
     script:

@@ -51,8 +51,7 @@ rule extract_routing:
         f"{BENCHMARKS}/extract_routing/{{dataset}}/{{shard}}.tsv"
     threads: 2
     resources:
-        mem_mb=16000,
-        runtime=240,
+        **gpu_resources("extract_routing"),
     conda:
         ENVS["gpu"]
     script:

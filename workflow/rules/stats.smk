@@ -64,8 +64,7 @@ if NOISE_FLOOR:
             f"{BENCHMARKS}/untrained_routing/{{dataset}}/seed{{seed}}.tsv"
         threads: 2
         resources:
-            mem_mb=16000,
-            runtime=240,
+            **gpu_resources("untrained_routing"),
         conda:
             ENVS["gpu"]
         script:

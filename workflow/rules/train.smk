@@ -22,9 +22,7 @@ rule train_subnetwork:
         f"{BENCHMARKS}/train_subnetwork/{{method}}/{{target}}.tsv"
     threads: 2
     resources:
-        gpu=CFG["training"]["gpus"],  # the deepspeed launcher starts one process per GPU
-        mem_mb=32000,
-        runtime=720,
+        **gpu_resources("train_subnetwork"),  # gpu = training.gpus: the deepspeed launcher's processes
     conda:
         ENVS["gpu"]
     script:

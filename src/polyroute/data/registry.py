@@ -67,6 +67,9 @@ class DatasetSpec:
     row_filter: Callable[[Row, str], bool] | None = None  # (row, dataset language code)
     gated: bool = False
     notes: str = ""
+    # items per language of the splits whose size is the same in every language (the dataset card's),
+    # for sizing jobs before a download; splits that vary by language are absent
+    split_sizes: Mapping[str, int] | None = None
 
     @property
     def languages(self) -> list[str]:
@@ -173,20 +176,22 @@ DATASETS: dict[str, DatasetSpec] = {
     for s in (
         _spec("flores_plus", ("id", "text"), _flores, hf_id="openlanguagedata/flores_plus",
               kind=R.PARALLEL_TEXT, splits=("dev", "devtest"), default_split="dev", gated=True,
+              split_sizes={"dev": 997, "devtest": 1012},
               notes="gated: accept the terms on the Hub and set HF_TOKEN"),
         _spec("belebele", ("link", "question_number", "flores_passage", "question", "mc_answer1",
                            "mc_answer2", "mc_answer3", "mc_answer4", "correct_answer_num"),
               _belebele, hf_id="facebook/belebele", kind=R.MULTIPLE_CHOICE, splits=("test",),
-              default_split="test"),
+              default_split="test", split_sizes={"test": 900}),
         _spec("mgsm", ("question", "answer_number"), _mgsm, hf_id="juletxara/mgsm",
-              kind=R.NUMERIC_ANSWER, splits=("train", "test"), default_split="test"),
+              kind=R.NUMERIC_ANSWER, splits=("train", "test"), default_split="test",
+              split_sizes={"train": 8, "test": 250}),
         _spec("tydiqa", ("id", "context", "question", "answers"), _tydiqa,
               hf_id="google-research-datasets/tydiqa", kind=R.EXTRACTIVE_QA,
               splits=("train", "validation"), default_split="validation",
               shared_config="secondary_task", row_filter=_tydiqa_filter),
         _spec("polymath", ("id", "question", "answer"), _polymath, hf_id="Qwen/PolyMath",
               kind=R.NUMERIC_ANSWER, splits=("top", "high", "medium", "low"),
-              default_split="low"),
+              default_split="low", split_sizes={"top": 125, "high": 125, "medium": 125, "low": 125}),
         _spec("multiblimp", ("sen", "wrong_sen", "phenomenon"), _multiblimp,
               hf_id="jumelet/multiblimp", kind=R.MINIMAL_PAIR, splits=("train",),
               default_split="train"),

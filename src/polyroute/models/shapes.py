@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["SHAPES", "shape_names", "published_config", "proxy_config", "parameter_count", "random_model"]
+__all__ = ["SHAPES", "shape_names", "published_dimensions", "published_config", "proxy_config", "parameter_count",
+           "random_model"]
 
 SHAPES: dict[str, dict[str, Any]] = {
     "Qwen/Qwen3-30B-A3B": dict(
@@ -67,6 +68,14 @@ def _entry(name: str) -> dict[str, Any]:
         if key.lower() == name.lower() or key.split("/")[-1].lower() == name.lower():
             return dict(value)
     raise ValueError(f"no published shape for {name!r}; known: {', '.join(SHAPES)}")
+
+
+def published_dimensions(name: str) -> dict[str, Any] | None:
+    """The config.json keys of `name` (hub id, or its last part) when its shape is published here, else None."""
+    try:
+        return _entry(name)
+    except ValueError:
+        return None
 
 
 def published_config(name: str) -> Any:

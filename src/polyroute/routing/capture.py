@@ -121,6 +121,8 @@ class RoutingCapture:
     def _record(self, j: int, module: nn.Module, args: tuple, output: object) -> None:
         b = self._batch
         full, used, ids = self._split_output(module, args, output)
+        # a model spread over several GPUs (device_map) routes each layer on its own card: gather here
+        full, used, ids = full.to(self.device), used.to(self.device), ids.to(self.device)
         n, E = full.shape[0], self.E
         rows = len(b.rows)
         if n != rows * b.seq_len:
