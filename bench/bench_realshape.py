@@ -14,6 +14,11 @@ on the target device) and times, on the same inputs, in one process, variants in
 - extraction: the plain decoder forward over the same batches (the baseline), `extract_shard` (in
   memory) and `extract_to_store` (what `extract_routing` runs), per-token output on.
 
+Times are wall-clock on CUDA; on a CPU they are the process's CPU time, all threads (a shared machine's
+load inflates it far less than wall time). For extraction on a CPU that charges the background store
+writer's compression too, which on a GPU runs beside the device's work; so the CPU ratio of
+`extract_to_store` is a lower bound of what a GPU sees.
+
 On CPU the default is a proxy: real depth, experts, top-k and vocabulary at `--hidden` width, which
 shows per-layer, per-step and per-vocabulary costs; on CUDA the real shape in bf16.
 
@@ -47,12 +52,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _clock(device: str):
+    """Wall time on a GPU; on a CPU the process's CPU time (all threads), which a busy shared machine
+    inflates far less than wall time: a process waiting for a core is not charged."""
+    return time.perf_counter if device.startswith("cuda") else time.process_time
+
+
 def _best(fn, device: str) -> float:
+    clock = _clock(device)
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def _interleaved(variants: dict, repeats: int, device: str) -> dict[str, float]:
@@ -208,7 +220,7 @@ def bench_extraction(model, tok, texts, args) -> dict:
 def _report(title: str, times: dict[str, float], work: float, unit: str, extra: dict,
             pairs: list[tuple[str, str]] = ()) -> dict:
     baseline = next(iter(times))
-    print(f"\n## {title} ({', '.join(f'{k} {v}' for k, v in extra.items())})")
+    print(f"\n## {title} ({', '.join(f'{k} {v}' for k, v in extra.items())})", flush=True)
     print(f"| variant | time | {unit} | vs {baseline} |")
     print("|---|---:|---:|---:|")
     for name, t in times.items():
