@@ -22,7 +22,10 @@ from polyroute.sizing.model import ModelSize, model_size
 
 __all__ = ["REFERENCE", "Throughput", "load_throughput", "RATE_KEYS"]
 
-# Measured 2026-12-04 on one NVIDIA H200, torch 2.11, transformers 5.23, at commit 325d7da.
+# Measured 2026-12-04 on one NVIDIA H200, torch 2.11, transformers 5.23, at commit 325d7da: before scoring
+# read only the continuation positions and generation used a static cache (issue 18), so the score and
+# generate rates are cautious (a longer runtime asked, never a shorter one) until bench/gpu_check.sh
+# remeasures them; `polyroute calibrate` measures a user's own GPU with the code as it is.
 REFERENCE: dict[str, Any] = {
     "gpu": "one NVIDIA H200, measured 2026-12-04 (../shared/gpu/README.md)",
     "model": {"id": "Qwen/Qwen3-30B-A3B", "dtype": "bfloat16"},
