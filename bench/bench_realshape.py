@@ -157,7 +157,28 @@ def _bare_decode(model, ids: torch.Tensor, mask: torch.Tensor, steps: int) -> No
                         use_cache=True, logits_to_keep=1)
 
 
+class NoEos:
+    """The tokenizer without an EOS token: a random model's greedy output often is EOS, which would end
+    generation after a step or two and time nothing; so every variant decodes the same number of steps."""
+
+    eos_token_id = None
+    eos_token = None
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name: str):
+        return getattr(self._tokenizer, name)
+
+
+def never_stopping(model, tok):
+    """(model, tokenizer) whose generation ends only at max_new_tokens."""
+    model.generation_config.eos_token_id = None
+    return model, NoEos(tok)
+
+
 def bench_generation(model, tok, texts, args) -> dict:
+    model, tok = never_stopping(model, tok)
     prompts = [" ".join(texts[(i * 13 + j) % len(texts)] for j in range(args.context_sentences))
                for i in range(args.gen_batch)]
     encoded = [tok.encode(p) for p in prompts]

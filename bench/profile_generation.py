@@ -24,6 +24,8 @@ from torch.profiler import ProfilerActivity, profile
 from polyroute.evaluate.generation import generate_greedy
 from polyroute.models.shapes import proxy_config, published_config, random_model
 
+from bench_realshape import never_stopping  # noqa: E402 - a sibling script (bench/ is on sys.path when run)
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "resources" / "models" / "polyroute-demo-qwen3moe"
 FLORES = ROOT / "resources" / "demo" / "flores_plus"
@@ -63,8 +65,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = published_config(args.model) if args.hidden is None else proxy_config(args.model, args.hidden)
-    model = random_model(config, args.device)
-    tok = AutoTokenizer.from_pretrained(TOKENIZER)
+    model, tok = never_stopping(random_model(config, args.device), AutoTokenizer.from_pretrained(TOKENIZER))
     texts = [json.loads(line)["text"] for p in sorted(FLORES.glob("*/*.jsonl")) for line in open(p, encoding="utf-8")]
     prompts = []
     for i in range(args.batch):
