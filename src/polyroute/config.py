@@ -67,6 +67,7 @@ class NoiseFloorConfig:
 class StatsConfig:
     log_base: str | int
     distribution: str
+    divergence_input: str
     affinity_top_m: int
     exclusive_threshold: float
     language_gap: float
