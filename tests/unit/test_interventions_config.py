@@ -53,6 +53,10 @@ def test_default_experiments_and_their_variants(default):
     assert exps["en-shared"].settings == {"low": 0.3, "high": 0.7, "sources": ["eng_Latn", "zho_Hans"], "top_m": 20}
     every = with_experiment(default, kind="affinity", experts="chen-shared", sources="all", top_m=15)
     assert experiments(cfg.validate(every))["x"].settings["sources"] is None
+    # a configs/*.yaml drops an inherited experiment with null
+    dropped = copy.deepcopy(default)
+    dropped["interventions"]["experiments"]["swh-late"] = None
+    assert "swh-late" not in experiments(cfg.validate(dropped)) and "mask-swh-late" not in variants(cfg.validate(dropped))
     soft = with_experiment(default, kind="soft", experts="bandarkar-task")
     assert variants(cfg.validate(soft))["steer-x"].strength == 0.5  # Bandarkar's default lambda
 

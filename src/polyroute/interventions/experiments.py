@@ -124,9 +124,11 @@ def _sources(name: str, sources: str | Sequence[str], language: str, langs: Sequ
 
 
 def experiments(run_config: Mapping[str, Any]) -> dict[str, Experiment]:
-    """Every experiment of a validated config, by name."""
+    """Every experiment of a validated config, by name. An experiment set to null is dropped: a
+    configs/*.yaml removes that way one it inherits from the embedded default config.yaml."""
     block = run_config.get("interventions") or {}
-    return {name: experiment(name, raw, run_config) for name, raw in (block.get("experiments") or {}).items()}
+    return {name: experiment(name, raw, run_config) for name, raw in (block.get("experiments") or {}).items()
+            if raw is not None}
 
 
 def variants(run_config: Mapping[str, Any]) -> dict[str, Variant]:
