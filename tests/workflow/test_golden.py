@@ -10,9 +10,10 @@ The noise floor (summary/noise_floor.csv: the same architecture untrained, seeds
 the architecture, the tokenizer and the data; its claims are ratios far from their thresholds.
 
 Training is deterministic (training.deterministic) from seed 0; its gains are frozen to within a few
-hundredths of a bit per byte, and the claims about them are ordered by margins that training seeds
-0-2 keep (README, "What the demo shows": Swahili -0.447..-0.451 nats for RISE, -0.465..-0.467 for the
-routing-matched baseline) and a broken selector, trainer or evaluation would not.
+hundredths of a bit per byte, and the claims about them are ordered by margins a broken selector,
+trainer or evaluation would not keep. (Training seeds 0-2 were measured with the earlier 1 / 1 / 1
+RISE split, Swahili -0.447..-0.451 nats for RISE, -0.465..-0.467 for the routing-matched baseline; the
+floor split of RISE's code, 1 / 0 / 2, was measured at seed 0: -0.417 and -0.516 nats.)
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ SHARE = {"rise": 2.5678, "random": 0.0025, "random-matched": 2.6324}
 BASE_BPB = {"eng_Latn": 3.7120, "fra_Latn": 3.3202, "deu_Latn": 3.7067, "spa_Latn": 3.4243, "rus_Cyrl": 2.3143,
             "ell_Grek": 2.2629, "arb_Arab": 2.3194, "hin_Deva": 1.6462, "zho_Hans": 4.1730, "swh_Latn": 4.8229}
 # change of held-out Swahili bits per byte after training each subnetwork on Swahili (3 epochs, lr 1e-3)
-TARGET_GAIN = {"rise": -0.374, "random-matched": -0.387, "random": -0.004, "full": -1.289}
+# (the 1 / 1 / 1 split gave rise -0.374, random-matched -0.387, random -0.004)
+TARGET_GAIN = {"rise": -0.346, "random-matched": -0.428, "random": -0.001, "full": -1.289}
 
 
 def _results(demo: Path) -> Path:
@@ -158,10 +160,10 @@ def test_rise_beats_random_by_its_routing_share_and_costs_the_latin_languages(de
     assert target["gain"].to_dict() == pytest.approx(TARGET_GAIN, abs=0.03)
     # RISE's 3 experts help Swahili; 3 random ones of the same zones do not (paired interval below 0)
     assert target.loc["rise", "vs_random"] < -0.2 and target.loc["rise", "vs_random_ci_high"] < 0
-    # ... and the routing-matched baseline gets as far: the gain is the routing share trained
-    assert abs(target.loc["rise", "gain"] - target.loc["random-matched", "gain"]) < 0.05
+    # ... and the routing-matched baseline gets as far or further: the gain is the routing share trained
+    assert target.loc["random-matched", "gain"] < target.loc["rise", "gain"] + 0.01
     # the experts Swahili uses are shared with the other Latin-script languages: training them costs
-    # those (mean +0.08 rise, +0.12 matched) and spares the other scripts; random experts cost nothing
+    # those (mean +0.08 rise, +0.11 matched) and spares the other scripts; random experts cost nothing
     for method in ("rise", "random-matched"):
         assert latin.loc[latin["method"] == method, "gain"].mean() > 0.03, method
         assert (scripts.loc[scripts["method"] == method, "gain"].abs() < 0.03).all(), method
