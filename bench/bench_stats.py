@@ -65,11 +65,12 @@ def main() -> None:
         t0 = time.perf_counter()
         ds = synthetic_store(args.languages, args.layers, args.experts, args.top_k, args.seqs_per_language,
                                (max(1, args.tokens // 2), args.tokens * 3 // 2), per_token=not args.no_per_token, seed=0)
-        enc = {v: {"chunks": (1024,) + ds[v].shape[1:]} for v in ("seq_count", "seq_prob_sum")}
+        seq_vars = ("seq_count", "seq_gate_sum", "seq_prob_sum")
+        enc = {v: {"chunks": (1024,) + ds[v].shape[1:]} for v in seq_vars}
         enc.update({v: {"chunks": (2**16,) + ds[v].shape[1:]} for v in ("expert_ids", "expert_weights", "token_id", "token_sequence") if v in ds})
         ds.to_zarr(tmp / "routing.zarr", zarr_format=3, encoding=enc)
         n_seq, n_tok = ds.sizes["sequence"], ds.sizes.get("token", 0)
-        seq_bytes = ds["seq_count"].nbytes + ds["seq_prob_sum"].nbytes
+        seq_bytes = sum(ds[v].nbytes for v in seq_vars)
         del ds
         print(f"store: {args.languages} languages x {args.layers} layers x {args.experts} experts, k={args.top_k}, "
               f"{n_seq} sequences, {n_tok} tokens; built in {time.perf_counter() - t0:.1f} s")

@@ -67,6 +67,7 @@ class NoiseFloorConfig:
 class StatsConfig:
     log_base: str | int
     distribution: str
+    divergence_input: str
     affinity_top_m: int
     exclusive_threshold: float
     language_gap: float
@@ -251,9 +252,7 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
         for code in codes:
             if code not in langs:
                 raise ConfigError(f"config error: '{key}' has {code!r}, which is not in 'languages'")
-    parent = data["selection"]["methods"].get("last-layer", {}).get("parent")
-    if parent is not None and parent not in langs:
-        raise ConfigError(f"config error: 'selection.methods.last-layer.parent' = {parent!r} is not in 'languages'")
+    _check_last_layer(data)
     for method in data["training"]["methods"]:
         if method not in data["selection"]["methods"]:
             raise ConfigError(
@@ -291,6 +290,28 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
+
+
+def _check_last_layer(data: Mapping[str, Any]) -> None:
+    """Khandelwal's rule needs, for a target outside the compared languages, a parent among them."""
+    settings = data["selection"]["methods"].get("last-layer")
+    if settings is None:
+        return
+    key = "selection.methods.last-layer"
+    for child, parent in settings["parents"].items():
+        for code in (child, parent):
+            if code not in data["languages"]:
+                raise ConfigError(f"config error: '{key}.parents' has {code!r}, which is not in 'languages'")
+    if settings["gap_languages"] == "all":
+        return
+    high = data["stats"]["high_resource"]
+    if not high:
+        raise ConfigError(f"config error: '{key}.gap_languages' = 'high-resource' needs 'stats.high_resource' languages")
+    for target in data["selection"]["targets"]:
+        owner = settings["parents"].get(target, target)
+        if owner not in high:
+            raise ConfigError(f"config error: '{key}.parents': target {target!r} is not in 'stats.high_resource' and "
+                              f"has no high-resource parent (or set {key}.gap_languages: all)")
 
 
 def _check_held_out(data: Mapping[str, Any]) -> None:
@@ -421,8 +442,10 @@ def check_against_model(data: Mapping[str, Any], info: Any) -> None:
                 f"config error: 'selection.methods.{method}.budget' = {budget} exceeds the model's "
                 f"{total} experts ({len(moe_layers)} MoE layers x {info.num_experts})"
             )
-        if budget is not None and method == "rise" and budget < 3:
-            raise ConfigError("config error: 'selection.methods.rise.budget' must be at least 3 (one expert per zone)")
+        rounding = methods.get("rise", {}).get("budget_rounding")
+        if budget is not None and method == "rise" and rounding == "largest-remainder" and budget < 3:
+            raise ConfigError("config error: 'selection.methods.rise.budget' must be at least 3 with "
+                              "budget_rounding: largest-remainder (one expert per zone)")
     n_last = methods.get("last-layer", {}).get("n")
     if n_last is not None and n_last > len(moe_layers):
         raise ConfigError(

@@ -40,6 +40,7 @@ def reference(model, adapter, tokenizer, max_length=64):
     gate = np.zeros((len(LANGS), L, E))
     prob = np.zeros((len(LANGS), L, E))
     seq_count = np.zeros((S, L, E))
+    seq_gate = np.zeros((S, L, E))
     seq_prob = np.zeros((S, L, E))
     ids_all, w_all = [], []
     for s, text in enumerate(TEXTS):
@@ -61,11 +62,12 @@ def reference(model, adapter, tokenizer, max_length=64):
                     count[g, j, e] += 1
                     gate[g, j, e] += we
                     seq_count[s, j, e] += 1
+                    seq_gate[s, j, e] += we
                 prob[g, j] += p[t]
                 seq_prob[s, j] += p[t]
         ids_all.append(tok_ids)
         w_all.append(tok_w)
-    return dict(count=count, gate=gate, prob=prob, seq_count=seq_count, seq_prob=seq_prob,
+    return dict(count=count, gate=gate, prob=prob, seq_count=seq_count, seq_gate=seq_gate, seq_prob=seq_prob,
                 ids=np.concatenate(ids_all), weights=np.concatenate(w_all))
 
 
@@ -90,6 +92,8 @@ def test_capture_matches_reference(models, model_type):
             np.testing.assert_allclose(r.prob_sum, ref["prob"], rtol=1e-5, atol=1e-5)
             np.testing.assert_array_equal(r.seq_count, ref["seq_count"])
             np.testing.assert_allclose(r.seq_prob_sum, ref["seq_prob"], rtol=1e-5, atol=1e-5)
+            # the routing weights the model applied, per sequence (Bandarkar's divergence input)
+            np.testing.assert_allclose(r.seq_gate_sum, ref["seq_gate"], rtol=1e-5, atol=1e-5)
             lengths = [len(tokenizer(t)["input_ids"]) for t in TEXTS]
             np.testing.assert_array_equal(r.seq_tokens, lengths)
             np.testing.assert_array_equal(r.tokens, [sum(n for n, g in zip(lengths, TEXT_LANGS) if g == lang) for lang in LANGS])
@@ -110,7 +114,8 @@ def test_deterministic_and_per_token_off(models):
     adapter = get_adapter(model)
     tok = tiny_tokenizer()
     a, b = run(model, adapter, tok, 50), run(model, adapter, tok, 50)
-    for name in ("count", "gate_sum", "prob_sum", "seq_count", "seq_prob_sum", "expert_ids", "expert_weights"):
+    for name in ("count", "gate_sum", "prob_sum", "seq_count", "seq_gate_sum", "seq_prob_sum", "expert_ids",
+                 "expert_weights"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     c = run(model, adapter, tok, 50, per_token=False)
     assert c.expert_ids is None and c.token_id is None
@@ -135,7 +140,7 @@ def test_oom_halves_the_batch_and_retries(models, caplog):
     finally:
         handle.remove()
     assert "halving" in caplog.text
-    for name in ("count", "gate_sum", "prob_sum", "seq_count", "seq_prob_sum", "expert_ids"):
+    for name in ("count", "gate_sum", "prob_sum", "seq_count", "seq_gate_sum", "seq_prob_sum", "expert_ids"):
         np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-6, atol=1e-6, err_msg=name)
 
 

@@ -23,7 +23,7 @@ def _two_expert_store(path: Path) -> None:
     shard = ShardRouting(["eng_Latn"], [7], 4, 1, count, count * 1.0, count * 1.0, np.array([4]),
                          np.array(["s0"], dtype=object), np.array(["eng_Latn"], dtype=object),
                          np.array(["p0"], dtype=object), np.array([4]), count.astype(np.float32),
-                         count.astype(np.float32))
+                         count.astype(np.float32), count.astype(np.float32))
     write_store(to_dataset(shard, {"model": "hand"}), path)
 
 

@@ -62,8 +62,9 @@ def test_schema_defaults_are_read_from_the_schema() -> None:
     training = schema["properties"]["training"]["properties"]
     assert cfg.schema_defaults("training") == {k: v["default"] for k, v in training.items()}
     rise = schema["properties"]["selection"]["properties"]["methods"]["properties"]["rise"]["properties"]
-    assert cfg.schema_defaults("selection", "methods", "rise") == {"budget": None, "split": [0.35, 0.25], "alpha": 10.0}
-    assert set(rise) == {"budget", "split", "alpha"}
+    assert cfg.schema_defaults("selection", "methods", "rise") == {"budget": None, "split": [0.35, 0.25],
+                                                                   "budget_rounding": "floor", "alpha": 10.0}
+    assert set(rise) == {"budget", "split", "budget_rounding", "alpha"}
     assert cfg.schema_defaults("datasets", "routing") == {"split": None}  # through the $ref
     cfg.schema_defaults("training")["methods"].append("x")  # a copy: the next caller is not affected
     assert cfg.schema_defaults("training")["methods"] == []
@@ -113,6 +114,22 @@ def test_bad_input_is_one_line_naming_the_key(default: dict, path, value, expect
     if path == ("reference_language",):
         raw["languages"] = [code for code in raw["languages"] if code != "fra_Latn"]
     assert expected in _error(raw)
+
+
+def test_last_layer_low_resource_target_needs_a_high_resource_parent(default: dict) -> None:
+    # Khandelwal's rule compares the high-resource languages; the demo's Swahili is not one of them
+    raw = copy.deepcopy(default)
+    raw["selection"]["methods"]["last-layer"]["gap_languages"] = "high-resource"
+    message = _error(raw)
+    assert message.startswith("config error: 'selection.methods.last-layer.parents': target 'swh_Latn'")
+    raw["selection"]["methods"]["last-layer"]["parents"] = {"swh_Latn": "eng_Latn"}
+    cfg.validate(raw)
+    raw["selection"]["methods"]["last-layer"]["parents"] = {"swh_Latn": "kor_Hang"}
+    assert "'selection.methods.last-layer.parents' has 'kor_Hang'" in _error(raw)
+    raw["selection"]["methods"]["last-layer"]["parents"] = {"swh_Latn": "rus_Cyrl"}  # not high-resource
+    assert "no high-resource parent" in _error(raw)
+    raw["stats"]["high_resource"] = []
+    assert "needs 'stats.high_resource'" in _error(raw)
 
 
 @pytest.mark.parametrize("split, named", [("devtest", "split 'devtest'"), (None, "every split")])

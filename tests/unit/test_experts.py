@@ -97,16 +97,28 @@ def test_expert_classes_worked_example():
 
 
 def test_language_experts_by_gap_worked_example():
-    # shares per expert over languages: e0 [.4, .35, .25]: gap .05 -> a; e1 [.34, .34, .32]: tie -> nobody;
-    # e2 [.2, .3, .5] -> c; e3 never used -> nobody. With gap .1 only e2 (gap .2) stays.
-    count = lle([[[40, 34, 20, 0]], [[35, 34, 30, 0]], [[25, 32, 50, 0]]])
+    # Khandelwal's code: each language's counts normalised over the layer's experts. Language a has 10x
+    # the tokens of b and c (top-1, so rows sum to the tokens):
+    #   a [40, 30, 20, 10] -> [.4, .3, .2, .1]; b [2, 3, 4, 1] -> [.2, .3, .4, .1]; c [1, 3, 5, 1] -> [.1, .3, .5, .1]
+    # e0: a .4 - b .2 = .2 -> a; e1: all .3, a tie -> nobody; e2: c .5 - b .4 = .1 -> c; e3: tie -> nobody.
+    # (Shares of each expert's total over languages, polyroute's earlier rule, gave all four to a:
+    # 40/43, 30/36, 20/29, 10/12.)
+    count = lle([[[40, 30, 20, 10]], [[2, 3, 4, 1]], [[1, 3, 5, 1]]])
     le = ex.language_experts_by_gap(count, gap=0.01).values[:, 0]
     np.testing.assert_array_equal(le, [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]])
-    le10 = ex.language_experts_by_gap(count, gap=0.1).values[:, 0]
-    np.testing.assert_array_equal(le10, [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]])
-    # the boundary is inclusive: a gap of exactly .25 assigns (shares .625 and .375 are exact in binary)
-    exact = lle([[[5, 0]], [[3, 0]], [[0, 0]]], layers=[0])
-    assert ex.language_experts_by_gap(exact, gap=0.25).values[0, 0, 0]
+    # gap .15: e2's .1 no longer counts
+    le15 = ex.language_experts_by_gap(count, gap=0.15).values[:, 0]
+    np.testing.assert_array_equal(le15, [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    # comparing b and c only (their high-resource set): e0 b .2 - c .1 -> b; e2 -> c
+    bc = ex.language_experts_by_gap(count, gap=0.01, languages=["b", "c"])
+    assert list(bc["language"].values) == ["b", "c"]
+    np.testing.assert_array_equal(bc.values[:, 0], [[1, 0, 0, 0], [0, 0, 1, 0]])
+    # the boundary is inclusive: a gap of exactly .25 assigns (.625 - .375, exact in binary)
+    exact = lle([[[5, 3]], [[3, 5]], [[0, 0]]], layers=[0])
+    np.testing.assert_array_equal(ex.language_experts_by_gap(exact, gap=0.25).values[:, 0, :],
+                                  [[1, 0], [0, 1], [0, 0]])
+    with pytest.raises(ValueError, match="languages"):
+        ex.language_experts_by_gap(count, languages=["a", "zz"])
 
 
 def test_shared_experts_worked_example():
@@ -214,8 +226,7 @@ def test_gap_and_shared_match_reference_loop():
     got_sh = ex.shared_experts(count / tokens, ["l0", "l2"], s=3).values
     for l in range(L):
         for i in range(E):
-            total = c[:, l, i].sum()
-            shares = sorted(((c[g, l, i] / total if total else 0.0), g) for g in range(G))
+            shares = sorted(((c[g, l, i] / c[g, l].sum() if c[g, l].sum() else 0.0), g) for g in range(G))
             (s2, _), (s1, g1) = shares[-2], shares[-1]
             want = np.zeros(G, bool)
             if s1 > s2 and s1 - s2 >= 0.05:

@@ -49,6 +49,14 @@ def test_default_experiments_and_their_variants(default):
     one = with_experiment(default, kind="hard", experts="bandarkar-task")
     assert variants(cfg.validate(one)) == {"steer-x": variants(cfg.validate(one))["steer-x"]}
     assert variants(cfg.validate(one))["steer-x"].strength is None
+    # Chen's steering set as their scripts: W over en and zh only, top 20 per (language, layer)
+    assert exps["en-shared"].settings == {"low": 0.3, "high": 0.7, "sources": ["eng_Latn", "zho_Hans"], "top_m": 20}
+    every = with_experiment(default, kind="affinity", experts="chen-shared", sources="all", top_m=15)
+    assert experiments(cfg.validate(every))["x"].settings["sources"] is None
+    # a configs/*.yaml drops an inherited experiment with null
+    dropped = copy.deepcopy(default)
+    dropped["interventions"]["experiments"]["swh-late"] = None
+    assert "swh-late" not in experiments(cfg.validate(dropped)) and "mask-swh-late" not in variants(cfg.validate(dropped))
     soft = with_experiment(default, kind="soft", experts="bandarkar-task")
     assert variants(cfg.validate(soft))["steer-x"].strength == 0.5  # Bandarkar's default lambda
 
@@ -68,6 +76,12 @@ def test_default_experiments_and_their_variants(default):
     (dict(kind="soft", experts="chen-shared", language="jpn_Jpan"), "x.language': 'jpn_Jpan' is not in 'languages'"),
     (dict(kind="soft", experts="chen-shared", window="early", layers=[1]), "x.layers': give a window or layers, not both"),
     (dict(kind="soft", experts="chen-shared", low=0.8, high=0.7), "x.low': low=0.8 must be below high=0.7"),
+    (dict(kind="soft", experts="chen-shared", language="swh_Latn"),
+     "x.sources': the steering source 'swh_Latn' (key 'language') is not among ['eng_Latn', 'zho_Hans']"),
+    (dict(kind="soft", experts="chen-shared", sources=["eng_Latn", "jpn_Jpan"]), "x.sources': 'jpn_Jpan' is not in"),
+    (dict(kind="soft", experts="chen-shared", sources=["eng_Latn"]), "'interventions.experiments.x.sources'"),
+    (dict(kind="mask", experts="chen-exclusive", language="swh_Latn", top_m=20),
+     "x.top_m': only 'experts: chen-shared' takes steering sources and top_m"),
 ])
 def test_bad_experiments_are_one_line_errors(default, experiment, expected):
     assert expected in error(with_experiment(default, **experiment))

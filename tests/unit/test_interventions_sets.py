@@ -64,13 +64,46 @@ def chen_store():
 
 
 def test_shared_source_experts_by_hand():
-    # W_eng = f_eng / (f_eng + f_fra) = [.8, .4, 1, 0]: only expert 1 lies in (0.3, 0.7)
-    mask, w = shared_source_experts(chen_store(), "eng_Latn", layers=[3], top_m=4)
+    # sources eng and fra: W_eng = f_eng / (f_eng + f_fra) = [.8, .4, 1, 0]: only expert 1 lies in (0.3, 0.7)
+    pair = ("eng_Latn", "fra_Latn")
+    mask, w = shared_source_experts(chen_store(), "eng_Latn", layers=[3], top_m=4, sources=pair)
     np.testing.assert_allclose(w.values, [[0.8, 0.4, 1.0, 0.0]])
     assert expert_list(mask, w) == ([[3, 1]], [pytest.approx(0.4)])
     # top_m = 2 keeps f_eng's two largest (1 and the tie .5, .5: all three kept) and f_fra's 1 and .75
-    _, w2 = shared_source_experts(chen_store(), "fra_Latn", layers=[3], top_m=2)
+    _, w2 = shared_source_experts(chen_store(), "fra_Latn", layers=[3], top_m=2, sources=pair)
     np.testing.assert_allclose(w2.values, [[0.0, 0.6, 0.0, 1.0]])
+
+
+def chen_steering_store():
+    # one layer, k = 2, 10 tokens each (rows sum to 20):
+    # f_eng = [1, .5, .3, .2, 0, 0], f_zho = [.2, .4, .4, 0, 1, 0], f_swh = [0, .5, .5, 0, 0, 1]
+    return store({"eng_Latn": [[10, 5, 3, 2, 0, 0]], "zho_Hans": [[2, 4, 4, 0, 10, 0]], "swh_Latn": [[0, 5, 5, 0, 0, 10]]},
+                 {"eng_Latn": 10, "zho_Hans": 10, "swh_Latn": 10}, [7])
+
+
+def test_chen_steering_set_as_their_scripts():
+    # Chen's steering (the defaults): W over the sources eng and zho only, top m per language and layer.
+    # m = 3: eng keeps e0, e1, e2 (1, .5, .3); zho keeps e4, e1, e2 (1, .4, .4).
+    # W_eng = [1, .5/.9, .3/.7, 0, 0, 0] = [1, 5/9, 3/7, 0, 0, 0]: 0.3 < W_eng < 0.7 -> e1, e2, s = W_eng.
+    mask, w = shared_source_experts(chen_steering_store(), "eng_Latn", layers=[7], top_m=3)
+    np.testing.assert_allclose(w.values, [[1.0, 5 / 9, 3 / 7, 0.0, 0.0, 0.0]])
+    assert expert_list(mask, w) == ([[7, 1], [7, 2]], [pytest.approx(5 / 9), pytest.approx(3 / 7)])
+    # a tie at the m-th affinity: m = 2, zho's .4, .4 (e1, e2) share the 2nd place and both are kept;
+    # eng keeps e0, e1: W_eng = [1, 5/9, 0, 0, 0, 0] (e2 is zho's alone) -> the set is e1 only
+    mask2, w2 = shared_source_experts(chen_steering_store(), "eng_Latn", layers=[7], top_m=2)
+    np.testing.assert_allclose(w2.values, [[1.0, 5 / 9, 0.0, 0.0, 0.0, 0.0]])
+    assert expert_list(mask2, w2)[0] == [[7, 1]]
+    # zho as the source: W_zho = 1 - W_eng where either keeps the expert; the same shared experts
+    mask_zh, w_zh = shared_source_experts(chen_steering_store(), "zho_Hans", layers=[7], top_m=3)
+    assert expert_list(mask_zh, w_zh) == ([[7, 1], [7, 2]], [pytest.approx(4 / 9), pytest.approx(4 / 7)])
+    # polyroute's earlier convention, W over every language (swh keeps e5, e1, e2): W_eng(e1) = .5/1.4 = 5/14
+    # is in range, W_eng(e2) = .3/1.2 = .25 is not; the two conventions share one expert here
+    mask_all, w_all = shared_source_experts(chen_steering_store(), "eng_Latn", layers=[7], top_m=3, sources=None)
+    assert expert_list(mask_all, w_all) == ([[7, 1]], [pytest.approx(5 / 14)])
+    with pytest.raises(ValueError, match=r"steering sources \['eng_Latn', 'zho_Hans'\] do not include the source 'swh_Latn'"):
+        shared_source_experts(chen_steering_store(), "swh_Latn", layers=[7])
+    with pytest.raises(ValueError, match=r"steering sources \['zho_Hans'\] are not in the routing store"):
+        shared_source_experts(chen_store(), "eng_Latn", layers=[3])
 
 
 def test_exclusive_experts_by_hand():
@@ -110,7 +143,9 @@ def test_expert_set_files_from_stores(tmp_path):
     run = {"languages": langs, "reference_language": "eng_Latn", "interventions": {"task_data": {"name": "mgsm"}}}
     stats = {"affinity_top_m": 8, "exclusive_threshold": 0.4}
     raws = {"t": dict(kind="hard", experts="bandarkar-task", tau=-1.0, window="steer"),  # tau < 0: many pass
-            "s": dict(kind="affinity", experts="chen-shared", strength=[0.01, 0.03]),
+            "s": dict(kind="affinity", experts="chen-shared", strength=[0.01, 0.03], sources=["eng_Latn", "fra_Latn"],
+                      top_m=6),
+            "a": dict(kind="affinity", experts="chen-shared", sources="all"),
             "m": dict(kind="mask", experts="chen-exclusive", language="swh_Latn", window="late")}
     gds, tds = xr.open_zarr(general), xr.open_zarr(task)
     for name, raw in raws.items():
@@ -125,8 +160,12 @@ def test_expert_set_files_from_stores(tmp_path):
             assert record["experts"] == expert_list(mask, delta, max_per_layer=2)[0]  # hard: at most k per layer
             assert all(sum(layer == l for l, _ in record["experts"]) == 2 for layer in layers)
         if name == "s":
-            mask, w = shared_source_experts(gds, "eng_Latn", layers, top_m=8)
+            mask, w = shared_source_experts(gds, "eng_Latn", layers, top_m=6, sources=["eng_Latn", "fra_Latn"])
             assert (record["experts"], record["scores"]) == expert_list(mask, w) and record["strengths"] == [0.01, 0.03]
+            assert record["settings"]["settings"]["top_m"] == 6  # its own m, not stats.affinity_top_m
+        if name == "a":  # W over every language, Chen's steering m = 20 clipped to the 8 experts
+            mask, w = shared_source_experts(gds, "eng_Latn", layers, top_m=20, sources=None)
+            assert (record["experts"], record["scores"]) == expert_list(mask, w)
         if name == "m":
             mask, w = exclusive_experts(gds, "swh_Latn", layers, top_m=8, theta=0.4)
             assert record["experts"] == expert_list(mask, w, max_per_layer=6)[0] and record["variant_prefix"] == "mask"

@@ -16,7 +16,8 @@ from polyroute.stats.noise_floor import FLOOR_COLUMNS, layer_statistics, noise_f
 from polyroute.stats.synthetic import synthetic_store
 
 LANGS = ["eng_Latn", "fra_Latn", "swh_Latn"]
-SETTINGS = {"log_base": "e", "distribution": "hard", "affinity_top_m": 15, "exclusive_threshold": 0.4}
+SETTINGS = {"log_base": "e", "distribution": "hard", "divergence_input": "used", "affinity_top_m": 15,
+            "exclusive_threshold": 0.4}
 
 
 def _stats(jsd: list[list[float]], spec: list[float], ent: list[list[float]], affinity: list[list[list[float]]],

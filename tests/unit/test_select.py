@@ -44,8 +44,8 @@ def info_for(ds: xr.Dataset, **kw) -> ModelInfo:
     )
 
 
-# RISE worked example: MoE layers at model indices 0, 2, 4, 6 (positions 0..3); zones for L = 4:
-# shallow positions [0, 2) = layers 0, 2; middle [2, 3) = layer 4; deep [3, 4) = layer 6.
+# RISE worked example: MoE layers at model indices 0, 2, 4, 6 (positions 0..3); zones for L = 4 (RISE's
+# code, Python's round): shallow positions [0, 2) = layers 0, 2; middle [2, 2) empty; deep [2, 4) = layers 4, 6.
 # Languages t (target), x, y; 10 tokens each, top-2 (rows sum to 20).
 RISE_COUNT = np.array(
     [
@@ -62,8 +62,10 @@ RISE_INFO = info_for(RISE_DS)
 def test_rise_zones_and_rounding():
     assert [(z.name, z.start, z.stop) for z in rise_zones(48)] == [("shallow", 0, 18), ("middle", 18, 30), ("deep", 30, 48)]
     assert [(z.start, z.stop) for z in rise_zones(16)] == [(0, 6), (6, 10), (10, 16)]
-    # 1.5 and 2.5 round half up (Python's round would give 2 and 2, an empty middle zone)
-    assert [(z.start, z.stop) for z in rise_zones(4)] == [(0, 2), (2, 3), (3, 4)]
+    # Python's round, as RISE's code: 1.5 -> 2 and 2.5 -> 2 (half to even), so 4 layers have no middle zone
+    assert [(z.start, z.stop) for z in rise_zones(4)] == [(0, 2), (2, 2), (2, 4)]
+    # 12 layers: 4.5 -> 4 (half up would give 5), 7.5 -> 8
+    assert [(z.start, z.stop) for z in rise_zones(12)] == [(0, 4), (4, 8), (8, 12)]
     assert [(z.start, z.stop) for z in rise_zones(1)] == [(0, 0), (0, 1), (1, 1)]
     with pytest.raises(ValueError, match="n_layers"):
         rise_zones(0)
@@ -72,6 +74,32 @@ def test_rise_zones_and_rounding():
 @pytest.mark.parametrize(
     "budget, split, capacity, expected",
     [
+        # RISE's code: floor(.35 K), floor(.25 K), the rest deep. The paper's K = 128 on Qwen3-30B-A3B:
+        # 44.8 -> 44, 32 -> 32, deep 128 - 76 = 52 (largest remainders would give 45 / 32 / 51)
+        (128, (0.35, 0.25), (999, 999, 999), [44, 32, 52]),
+        # Phi-3.5-MoE: K = 16 with ratios .125 / .6875: 2, 11, deep 3
+        (16, (0.125, 0.6875), (99, 99, 99), [2, 11, 3]),
+        # 10: 3.5 -> 3, 2.5 -> 2, deep 5
+        (10, (0.35, 0.25), (99, 99, 99), [3, 2, 5]),
+        # 3: 1.05 -> 1, .75 -> 0, deep 2: no minimum per zone in their code
+        (3, (0.35, 0.25), (99, 99, 99), [1, 0, 2]),
+        # 10 with shallow capacity 1: quotas 3, 2, 5; 2 spill to middle/deep by .25:.40 -> .77, 1.23 -> 1 + 1
+        (10, (0.35, 0.25), (1, 99, 99), [1, 3, 6]),
+        # an empty zone passes its quota on: 5 -> 1, 1, 3; shallow's 1 goes to deep (.25:.40 -> .38, .62)
+        (5, (0.35, 0.25), (0, 99, 99), [0, 1, 4]),
+    ],
+)
+def test_allocate_floor_as_rises_code(budget, split, capacity, expected):
+    got = allocate(budget, split, capacity)
+    assert got == expected
+    assert got == allocate(budget, split, capacity, "floor")
+    assert all(0 <= g <= c for g, c in zip(got, capacity))
+
+
+@pytest.mark.parametrize(
+    "budget, split, capacity, expected",
+    [
+        (128, (0.35, 0.25), (999, 999, 999), [45, 32, 51]),
         # 10 x (.35, .25, .4) = 3.5, 2.5, 4: floors 3, 2, 4; the tied .5 remainders go to the earlier zone
         (10, (0.35, 0.25), (99, 99, 99), [4, 2, 4]),
         # 3 -> 1.05, .75, 1.2: floors 1, 0, 1, remainder to middle
@@ -88,8 +116,8 @@ def test_rise_zones_and_rounding():
         (5, (0.35, 0.25), (0, 99, 99), [0, 2, 3]),
     ],
 )
-def test_allocate(budget, split, capacity, expected):
-    got = allocate(budget, split, capacity)
+def test_allocate_largest_remainder(budget, split, capacity, expected):
+    got = allocate(budget, split, capacity, "largest-remainder")
     assert got == expected
     assert all(0 <= g <= c for g, c in zip(got, capacity))
 
@@ -97,40 +125,67 @@ def test_allocate(budget, split, capacity, expected):
 def test_allocate_rejects_bad_split():
     with pytest.raises(ValueError, match="split"):
         allocate(5, (0.7, 0.5), (9, 9, 9))
+    with pytest.raises(ValueError, match="budget_rounding"):
+        allocate(5, (0.35, 0.25), (9, 9, 9), "round")
 
 
-def test_rise_worked_example_with_spill():
-    # Budget 4 -> quotas [1, 1, 2]. Candidates are experts t routes to.
-    # shallow Spec = S (1 + 10 a_t): layer 0 e0, e1: S = 1, a_t = 1 -> 11; layer 2 e0: S = 3, a_t = 1.6 -> 51;
-    #   layer 2 e1: S = 1, a_t = .4 -> 5.
-    # middle Ovlp = O (1 + 10 abar) at layer 4: e1 used equally (O = 1, abar 1) -> 11; e0 (O = 1, abar .6) -> 7;
-    #   e2 (values .4, 0, .4: CV = sqrt(2)/2) -> 3.67 / 1.71 = 2.15; e3 unused by t: not a candidate.
-    # deep Spec at layer 6: t uses only e3 (S = 3, a_t = 2 -> 63): capacity 1 < quota 2, so one expert
-    #   spills to shallow and middle by .35:.25 -> shallow, which takes 51 then the 11-tie at layer 0 (e0 first).
+def test_rise_worked_example_four_layers_no_middle_zone():
+    # L = 4: RISE's code rounds the bounds 1.5 and 2.5 to 2 and 2 (Python's round), so shallow = layers
+    # 0, 2 and deep = layers 4, 6; the middle zone is empty. Budget 4 -> quotas floor(1.4) = 1,
+    # floor(1.0) = 1, deep 2; the middle's 1 spills by .35:.40 (.47, .53) to deep: quotas 1, 0, 3.
+    # Spec = S (1 + 10 a_t), candidates = experts t routes to:
+    #   layer 0: t, x, y alike: S = 1, a_t = 1 -> 11 (e0, e1); layer 2: a_t = (1.6, .4), abar = (.53, .4)
+    #   -> S = (3, 1) -> 51, 5; layer 4: a_t = (.6, 1, .4), abar = (.6, 1, .27) -> 7, 11, 1.5 x 5 = 7.5;
+    #   layer 6: t uses only e3, S = 3, a_t = 2 -> 63.
+    # shallow takes 51 (2, 0); deep takes 63 (6, 3), 11 (4, 1), 7.5 (4, 2).
     d = select("rise", RISE_DS, target="t", settings={"budget": 4}, model_info=RISE_INFO)
-    assert d["experts"] == [[0, 0], [2, 0], [4, 1], [6, 3]]
+    assert d["experts"] == [[2, 0], [4, 1], [4, 2], [6, 3]]
     assert d["budget"] == 4
-    zones = d["settings"]["zones"]
-    assert zones == {
-        "shallow": {"layers": [0, 2], "selected": 2},
-        "middle": {"layers": [4], "selected": 1},
-        "deep": {"layers": [6], "selected": 1},
+    assert d["settings"]["zones"] == {
+        "shallow": {"layers": [0, 2], "selected": 1},
+        "middle": {"layers": [], "selected": 0},
+        "deep": {"layers": [4, 6], "selected": 3},
     }
+    assert d["settings"]["budget_rounding"] == "floor"
     assert d["params_trainable"] == 4 * 1000
     assert d["settings"]["languages"] == ["t", "x", "y"]
     # the scores used agree with stats.experts
     spec = ex.rise_scores(RISE_DS["count"] / RISE_DS["tokens"], "t", alpha=10.0)["spec"]
     assert spec.sel(layer=2, expert=0) == pytest.approx(51.0)
+    assert spec.sel(layer=4, expert=2) == pytest.approx(7.5)
     assert spec.sel(layer=6, expert=3) == pytest.approx(63.0)
-    # train_routers adds the routers of the layers holding selected experts: 0, 2, 4, 6
+    # train_routers adds the routers of the layers holding selected experts: 2, 4, 6
     d2 = select("rise", RISE_DS, target="t", settings={"budget": 4, "train_routers": True}, model_info=RISE_INFO)
-    assert d2["params_trainable"] == 4 * 1000 + 4 * 40
+    assert d2["params_trainable"] == 4 * 1000 + 3 * 40
+
+
+# Five MoE layers (0, 2, 4, 6, 8): round(1.875) = 2, round(3.125) = 3, so shallow = 0, 2; middle = 4;
+# deep = 6, 8. Layer 8: t and x route to e0, e1, y to e2, e3.
+RISE5_DS = store(np.concatenate([RISE_COUNT, [[[10, 10, 0, 0]], [[10, 10, 0, 0]], [[0, 0, 10, 10]]]], axis=1),
+                 ["t", "x", "y"], [0, 2, 4, 6, 8])
+
+
+def test_rise_worked_example_floor_quotas_and_spill():
+    # Budget 8 -> floor(2.8) = 2 shallow, floor(2.0) = 2 middle, deep 4. Deep candidates: (6, 3) 63 and
+    # layer 8's e0, e1 (a_t = 1, abar = .67: S = 1.5 -> 16.5): 3 < 4, so 1 spills to shallow and middle
+    # by .35:.25 (.58, .42) -> shallow 3: 51 (2, 0), then the 11-tie at layer 0 (e0, e1).
+    # Middle Ovlp = O (1 + 10 abar) at layer 4: e1 used equally (O = 1, abar 1) -> 11; e0 (abar .6) -> 7;
+    # e2 (.4, 0, .4: CV = sqrt(2)/2) -> 3.67 / 1.71 = 2.15; takes e1, e0.
+    d = select("rise", RISE5_DS, target="t", settings={"budget": 8}, model_info=info_for(RISE5_DS))
+    assert d["experts"] == [[0, 0], [0, 1], [2, 0], [4, 0], [4, 1], [6, 3], [8, 0], [8, 1]]
+    assert d["settings"]["zones"] == {
+        "shallow": {"layers": [0, 2], "selected": 3},
+        "middle": {"layers": [4], "selected": 2},
+        "deep": {"layers": [6, 8], "selected": 3},
+    }
+    ovlp = ex.rise_scores(RISE5_DS["count"] / RISE5_DS["tokens"], "t", alpha=10.0)["ovlp"]
+    assert ovlp.sel(layer=4).values[:3] == pytest.approx([7.0, 11.0, (1 + 10 * 0.8 / 3) / (1 + 2**0.5 / 2)])
 
 
 def test_rise_default_budget_and_shortfall(caplog):
-    # 16 experts: 2% -> 0.32 -> at least one per zone = 3
+    # 16 experts: 2% -> 0.32 -> at least one per non-empty zone (shallow, deep) = 2: quotas 0, 0, 2
     d = select("rise", RISE_DS, target="t", settings=None, model_info=RISE_INFO)
-    assert d["budget"] == 3 and len(d["experts"]) == 3
+    assert d["budget"] == 2 and d["experts"] == [[4, 1], [6, 3]]
     # t routes to 8 experts in all: a budget of 10 selects those 8 and warns
     d = select("rise", RISE_DS, target="t", settings={"budget": 10}, model_info=RISE_INFO)
     assert len(d["experts"]) == 8 and d["budget"] == 10
@@ -198,7 +253,8 @@ def test_random_matched_borrows_rise_settings():
     ds = big_store()
     d = select("random-matched", ds, target="tgt", model_info=info_for(ds))
     assert set(d["settings"]) >= {"budget", "split", "alpha", "seed", "matched"}
-    assert REGISTRY["random-matched"].borrows == {"budget": "rise", "split": "rise", "alpha": "rise"}
+    assert REGISTRY["random-matched"].borrows == {"budget": "rise", "split": "rise", "budget_rounding": "rise",
+                                                  "alpha": "rise"}
 
 
 def test_chen_selectors_partition_the_targets_used_experts():
@@ -218,23 +274,34 @@ def test_chen_selectors_partition_the_targets_used_experts():
     assert {tuple(p) for p in window} == {p for p in excl if p[0] in (13, 15)}
 
 
-def test_last_layer_seft_ssft_and_parent():
+def test_last_layer_high_resource_parent_seft_ssft():
     ds = big_store(2)
     info = info_for(ds)
-    base = {"n": 2, "high_resource": ["eng", "fra"]}
-    seft = select("last-layer", ds, target="tgt", settings={**base, "shared": False}, model_info=info)["experts"]
-    ssft = select("last-layer", ds, target="tgt", settings={**base, "shared": True}, model_info=info)["experts"]
-    le = ex.language_experts_by_gap(ds["count"], 0.01).sel(language="tgt")
-    want = [[l, e] for l in (13, 15) for e in range(16) if le.sel(layer=l, expert=e)]
-    assert seft == want
+    base = {"n": 2, "high_resource": ["eng", "fra"], "shared": False}
+    # Khandelwal's rule: the gap among the high-resource languages; a low-resource target needs a parent
+    with pytest.raises(ValueError, match="'tgt' is not among the compared languages .* no parent"):
+        select("last-layer", ds, target="tgt", settings=base, model_info=info)
+    with pytest.raises(ValueError, match="'tgt' -> 'deu'"):
+        select("last-layer", ds, target="tgt", settings={**base, "parents": {"tgt": "deu"}}, model_info=info)
+    seft = select("last-layer", ds, target="tgt", settings={**base, "parents": {"tgt": "fra"}}, model_info=info)
+    le_fra = ex.language_experts_by_gap(ds["count"], 0.01, ["eng", "fra"]).sel(language="fra")
+    want = [[l, e] for l in (13, 15) for e in range(16) if le_fra.sel(layer=l, expert=e)]
+    assert want and seft["experts"] == want and seft["settings"]["owner"] == "fra"
+    # a high-resource target takes its own
+    eng = select("last-layer", ds, target="eng", settings=base, model_info=info)
+    le_eng = ex.language_experts_by_gap(ds["count"], 0.01, ["eng", "fra"]).sel(language="eng")
+    assert eng["experts"] == [[l, e] for l in (13, 15) for e in range(16) if le_eng.sel(layer=l, expert=e)]
+    # SSFT adds the top 5 by mean activation over the high-resource languages
+    ssft = select("last-layer", ds, target="tgt", settings={**base, "parents": {"tgt": "fra"}, "shared": True},
+                  model_info=info)["experts"]
     sh = ex.shared_experts(ds["count"] / ds["tokens"], ["eng", "fra"], 5)
     want_shared = {(l, e) for l in (13, 15) for e in range(16) if sh.sel(layer=l, expert=e)}
-    assert {tuple(p) for p in ssft} == {tuple(p) for p in seft} | want_shared
-    parent = select("last-layer", ds, target="tgt", settings={**base, "shared": False, "parent": "fra"}, model_info=info)
-    le_fra = ex.language_experts_by_gap(ds["count"], 0.01).sel(language="fra")
-    assert parent["experts"] == [[l, e] for l in (13, 15) for e in range(16) if le_fra.sel(layer=l, expert=e)]
-    ref = select("last-layer", ds, target="tgt", settings={"reference_language": "eng"}, model_info=info)
-    assert ref["experts"] and all(p[0] in (13, 15) for p in ref["experts"])
+    assert {tuple(p) for p in ssft} == {tuple(p) for p in want} | want_shared
+    # gap_languages="all": every language competes, the target for its own experts
+    every = select("last-layer", ds, target="tgt", settings={**base, "gap_languages": "all"}, model_info=info)
+    le_all = ex.language_experts_by_gap(ds["count"], 0.01).sel(language="tgt")
+    assert every["experts"] == [[l, e] for l in (13, 15) for e in range(16) if le_all.sel(layer=l, expert=e)]
+    assert every["settings"]["owner"] == "tgt"
 
 
 def test_esft_and_all_experts_full_none():
@@ -257,7 +324,7 @@ def test_esft_and_all_experts_full_none():
 def test_every_selector_writes_a_valid_file(tmp_path):
     ds = big_store(4)
     info = info_for(ds)
-    settings = {"last-layer": {"high_resource": ["eng"]}}
+    settings = {"last-layer": {"high_resource": ["eng"], "parents": {"tgt": "eng"}}}
     assert set(REGISTRY) >= {"rise", "chen-exclusive", "chen-shared", "last-layer", "esft", "random", "random-matched", "all-experts", "full", "none"}
     for method in REGISTRY:
         d = select(method, ds, target="tgt", settings=settings.get(method), model_info=info)
@@ -305,8 +372,11 @@ def test_selector_defaults_come_from_the_config_schema():
         ("chen-shared", "tgt", {"layers": [2]}, r"chen-shared.layers=\[2\]"),
         ("all-experts", "tgt", {"layers": [99]}, "all-experts.layers"),
         ("last-layer", "tgt", {"n": 9, "shared": False}, "last-layer.n=9"),
-        ("last-layer", "tgt", {"parent": "ita", "shared": False}, "last-layer.parent='ita'"),
-        ("last-layer", "tgt", {"shared": True}, "needs high_resource"),
+        ("last-layer", "tgt", {"gap_languages": "all", "parents": {"tgt": "ita"}, "shared": False},
+         "last-layer.parents: 'tgt' -> 'ita'"),
+        ("last-layer", "tgt", {"gap_languages": "some"}, "last-layer.gap_languages='some'"),
+        ("last-layer", "tgt", {"shared": True}, "needs stats.high_resource"),
+        ("last-layer", "tgt", {"gap_languages": "all", "shared": True}, "needs high_resource"),
     ],
 )
 def test_bad_settings_are_one_line_errors(method, target, settings, match):

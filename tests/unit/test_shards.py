@@ -140,7 +140,7 @@ def shard(i):
     return ShardRouting(["eng_Latn"], list(range(L)), E, k, count.astype(np.int64), count * 0.125, count * 0.1,
                         np.array([N]), np.array([f"s{i}-{j}" for j in range(S)], dtype=object),
                         np.array(["eng_Latn"] * S, dtype=object), np.array([f"p{j}" for j in range(S)], dtype=object),
-                        np.full(S, N // S), seq_count, seq_count * 0.5, ids,
+                        np.full(S, N // S), seq_count, seq_count * 0.125, seq_count * 0.1, ids,
                         rng.random((N, L, k)).astype(np.float16), rng.integers(0, 32000, N).astype(np.int32), seq)
 mode, out, n_shards = sys.argv[1], sys.argv[2], int(sys.argv[3])
 chunks = {"token": 2**15}

@@ -49,11 +49,19 @@ def test_contract_names_and_attrs(stats):
     assert set(np.unique(stats["expert_class"].values)) <= {0, 1, 2}
 
 
-def test_divergence_parallel_against_pair_loop(store, stats):
+@pytest.mark.parametrize("source", ["used", "hard"])
+def test_divergence_parallel_against_pair_loop(store, stats, source):
+    # the default input is Bandarkar's: per sequence, the used routing weights summed and normalised
     k = store.attrs["top_k"]
     seq_lang = store["seq_language"].values
     pid = store["seq_parallel_id"].values
-    dist = store["seq_count"].values / (k * store["seq_tokens"].values[:, None, None])
+    if source == "used":
+        gate = store["seq_gate_sum"].values.astype(np.float64)
+        dist = gate / gate.sum(-1, keepdims=True)
+    else:
+        dist = store["seq_count"].values / (k * store["seq_tokens"].values[:, None, None])
+        stats = compute_stats(store, reference=REF, divergence_source="hard")
+    assert stats["divergence_parallel"].attrs["distribution"] == source
     ref_rows = {p: i for i, (g, p) in enumerate(zip(seq_lang, pid)) if g == REF}
     for gi, g in enumerate(store["language"].values):
         rows = [i for i in range(len(seq_lang)) if seq_lang[i] == g]
@@ -150,8 +158,12 @@ def test_store_without_per_token_or_sequences():
     assert np.isnan(st["consistency"].values).all() and "per_token" in st["consistency"].attrs["note"]
     assert np.isnan(st["vocab_overlap"].values).all()
     assert "vocab_similarity_correlation" not in st
-    st2 = compute_stats(ds.drop_vars(["seq_count", "seq_prob_sum"]), reference=REF)
+    st2 = compute_stats(ds.drop_vars(["seq_count", "seq_gate_sum", "seq_prob_sum"]), reference=REF)
     assert "divergence_parallel" not in st2 and "divergence" in st2
+    # a store from before seq_gate_sum was recorded: a one-line error naming it, or another input
+    with pytest.raises(ValueError, match="lacks seq_gate_sum for the 'used' divergence input"):
+        compute_stats(ds.drop_vars(["seq_gate_sum"]), reference=REF)
+    assert "divergence_parallel" in compute_stats(ds.drop_vars(["seq_gate_sum"]), reference=REF, divergence_source="hard")
 
 
 def test_soft_source_and_log_base():

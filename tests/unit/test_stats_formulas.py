@@ -42,6 +42,29 @@ def test_frequency_and_distributions_by_hand():
     np.testing.assert_allclose(soft_distribution(lle([[[1.2, 0.6, 0.2]]]), tokens).values.ravel(), [0.6, 0.3, 0.1])
 
 
+def test_used_weight_distribution_by_hand():
+    # Bandarkar's input: per sequence, the routing weights the model applied, summed and normalised.
+    # Sequence a, top-2 renormalised: token 1 (e0 .75, e1 .25), token 2 (e0 .5, e2 .5):
+    #   sum [1.25, .25, .5, 0] / 2 = [.625, .125, .25, 0]; its hard distribution is [2, 1, 1, 0] / 4.
+    # Sequence b, weights not renormalised (OLMoE): one token (e0 .3, e1 .1): [.3, .1, 0, 0] / .4.
+    from polyroute.stats.distributions import sequence_distribution, used_distribution
+
+    block = np.array([[[1.25, 0.25, 0.5, 0.0]], [[0.3, 0.1, 0.0, 0.0]], [[0.0, 0.0, 0.0, 0.0]]], dtype=np.float32)
+    got = sequence_distribution(block, np.array([2, 1, 0]), 2, "used")
+    np.testing.assert_allclose(got[0, 0], [0.625, 0.125, 0.25, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(got[1, 0], [0.75, 0.25, 0.0, 0.0], rtol=1e-6)
+    assert np.isnan(got[2]).all()  # a sequence without tokens is skipped by callers
+    np.testing.assert_allclose(sequence_distribution(np.array([[[2.0, 1, 1, 0]]]), np.array([2]), 2, "hard")[0, 0],
+                               [0.5, 0.25, 0.25, 0.0])
+    pooled = used_distribution(lle([[[1.25, 0.25, 0.5, 0.0]], [[0.3, 0.1, 0.0, 0.0]]]))
+    np.testing.assert_allclose(pooled.values[:, 0], [[0.625, 0.125, 0.25, 0.0], [0.75, 0.25, 0.0, 0.0]])
+    # D between the two: JSD / (ln 4 - (H_a + H_b) / 2), with scipy as the independent route
+    d = divergence_from_reference(pooled.assign_coords(language=["ref", "b"]), "ref")["divergence"].sel(language="b")
+    u_a, u_b = np.array([0.625, 0.125, 0.25, 0.0]), np.array([0.75, 0.25, 0.0, 0.0])
+    want = jensenshannon(u_a, u_b, base=np.e) ** 2 / (np.log(4) - (sp_entropy(u_a) + sp_entropy(u_b)) / 2)
+    assert d.item() == pytest.approx(want, rel=1e-9)
+
+
 def test_entropy_by_hand_and_bases():
     p = lle([[[0.5, 0.5, 0.0, 0.0]]])
     assert entropy(p).item() == pytest.approx(LN2)

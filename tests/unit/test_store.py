@@ -35,7 +35,7 @@ def test_contract_names_dtypes_and_roundtrip(tmp_path):
     assert set(back.coords) == {"language", "layer", "expert"}
     assert {"token", "topk", "sequence"} <= set(back.dims)
     want = {"count": np.int64, "gate_sum": np.float64, "prob_sum": np.float64, "tokens": np.int64,
-            "seq_count": np.float32, "seq_prob_sum": np.float32, "seq_tokens": np.int64,
+            "seq_count": np.float32, "seq_gate_sum": np.float32, "seq_prob_sum": np.float32, "seq_tokens": np.int64,
             "expert_ids": np.uint8, "expert_weights": np.float16, "token_id": np.int32, "token_sequence": np.int64}
     for name, dtype in want.items():
         assert back[name].dtype == dtype, name
@@ -49,6 +49,39 @@ def test_contract_names_dtypes_and_roundtrip(tmp_path):
     # the stored values are the shard's values
     np.testing.assert_array_equal(back["count"].values, shard.count)
     np.testing.assert_array_equal(back["expert_ids"].values, shard.expert_ids)
+
+
+def test_sequence_sums_add_up_to_the_aggregates():
+    # the synthetic shard's per-sequence sums of the used weights are those of its per-token weights
+    shard = synthetic_shard(seed=2)
+    per_token = np.zeros_like(shard.seq_gate_sum, dtype=np.float64)
+    np.add.at(per_token, (shard.token_sequence[:, None, None], np.arange(3)[None, :, None], shard.expert_ids.astype(int)),
+              shard.expert_weights.astype(np.float64))
+    np.testing.assert_allclose(shard.seq_gate_sum, per_token, atol=2e-3)  # expert_weights are float16
+    # a renormalised top-k: each token's weights sum to 1, so a sequence's to its tokens
+    np.testing.assert_allclose(shard.seq_gate_sum.sum(-1), shard.seq_tokens[:, None].repeat(3, 1), rtol=1e-5)
+    shard.check_invariant()
+    broken = synthetic_shard(seed=2)
+    broken.seq_gate_sum = broken.seq_gate_sum.copy()
+    broken.seq_gate_sum[0, 1, :] *= 1.01
+    with pytest.raises(ValueError, match="seq_gate_sum of language eng_Latn layer 1 expert .* gate_sum is"):
+        to_dataset(broken, {})
+    # weight moved onto an expert sequence 0 never chose, and back from another sequence of its
+    # language: the per-language sums still agree, the support rule does not
+    stray = synthetic_shard(seed=2)
+    lang = stray.seq_language
+    l, e = next((l, e) for l in range(3) for e in range(8)
+                if stray.seq_count[0, l, e] == 0 and (stray.seq_count[1:, l, e][lang[1:] == lang[0]] > 0).any())
+    s2 = 1 + int(np.flatnonzero((stray.seq_count[1:, l, e] > 0) & (lang[1:] == lang[0]))[0])
+    d = int(np.flatnonzero(stray.seq_count[0, l])[0])
+    moved, w = stray.seq_gate_sum.copy(), 0.01
+    moved[0, l, d] -= w
+    moved[0, l, e] += w
+    moved[s2, l, e] -= w
+    moved[s2, l, d] += w
+    stray.seq_gate_sum = moved
+    with pytest.raises(ValueError, match=f"sequence 0 layer {l} has a routing weight on expert {e}, which none"):
+        stray.check_invariant()
 
 
 def test_uint16_ids_beyond_256_experts(tmp_path):

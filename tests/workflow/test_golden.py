@@ -10,9 +10,10 @@ The noise floor (summary/noise_floor.csv: the same architecture untrained, seeds
 the architecture, the tokenizer and the data; its claims are ratios far from their thresholds.
 
 Training is deterministic (training.deterministic) from seed 0; its gains are frozen to within a few
-hundredths of a bit per byte, and the claims about them are ordered by margins that training seeds
-0-2 keep (README, "What the demo shows": Swahili -0.447..-0.451 nats for RISE, -0.465..-0.467 for the
-routing-matched baseline) and a broken selector, trainer or evaluation would not.
+hundredths of a bit per byte, and the claims about them are ordered by margins a broken selector,
+trainer or evaluation would not keep. (Training seeds 0-2 were measured with the earlier 1 / 1 / 1
+RISE split, Swahili -0.447..-0.451 nats for RISE, -0.465..-0.467 for the routing-matched baseline; the
+floor split of RISE's code, 1 / 0 / 2, was measured at seed 0: -0.417 and -0.516 nats.)
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ LATIN = ["eng_Latn", "fra_Latn", "deu_Latn", "spa_Latn", "swh_Latn"]
 # experts exclusive to each language (Chen, W > 0.4): the Latin-script languages have few
 EXCLUSIVE = {"eng_Latn": 2, "fra_Latn": 3, "deu_Latn": 0, "spa_Latn": 3, "swh_Latn": 1,
              "rus_Cyrl": 12, "ell_Grek": 8, "arb_Arab": 9, "hin_Deva": 12, "zho_Hans": 9}
-# the target's summed activation frequency (count / tokens) over each selection's experts
-SHARE = {"rise": 2.7394, "random": 0.0134, "random-matched": 2.6672}
+# the target's summed activation frequency (count / tokens) over each selection's experts. RISE's budget of 3
+# splits as its code does, floor(1.05) = 1 shallow, floor(.75) = 0 middle, 2 deep (issue 20; largest
+# remainders gave 1 / 1 / 1 and 2.7394, random 0.0134, random-matched 2.6672)
+SHARE = {"rise": 2.5678, "random": 0.0025, "random-matched": 2.6324}
 # base model, flores_plus devtest (50 sentences per language): bits per byte
 BASE_BPB = {"eng_Latn": 3.7120, "fra_Latn": 3.3202, "deu_Latn": 3.7067, "spa_Latn": 3.4243, "rus_Cyrl": 2.3143,
             "ell_Grek": 2.2629, "arb_Arab": 2.3194, "hin_Deva": 1.6462, "zho_Hans": 4.1730, "swh_Latn": 4.8229}
 # change of held-out Swahili bits per byte after training each subnetwork on Swahili (3 epochs, lr 1e-3)
-TARGET_GAIN = {"rise": -0.374, "random-matched": -0.387, "random": -0.004, "full": -1.289}
+# (the 1 / 1 / 1 split gave rise -0.374, random-matched -0.387, random -0.004)
+TARGET_GAIN = {"rise": -0.346, "random-matched": -0.428, "random": -0.001, "full": -1.289}
 
 
 def _results(demo: Path) -> Path:
@@ -58,19 +62,24 @@ def test_routing_separates_scripts_more_than_latin_languages(demo: Path) -> None
     for code, count in EXCLUSIVE.items():
         assert abs(language.loc[code, "exclusive_experts"] - count) <= 1, code
     others = [g for g in EXCLUSIVE if g not in LATIN]
-    # middle-layer divergence from English: the Latin-script languages 0.04-0.09, the others 0.21-0.41
+    # middle-layer divergence from English (Bandarkar's input, the used routing weights): the Latin-script
+    # languages 0.015-0.036, the others 0.20-0.33 (from top-k counts: 0.04-0.09 and 0.21-0.41)
     assert language.loc[others, "divergence_middle"].min() > 2 * language.loc[LATIN, "divergence_middle"].max()
-    assert language.loc[[g for g in LATIN if g != "eng_Latn"], "divergence_middle"].min() > 0.02
+    assert language.loc[[g for g in LATIN if g != "eng_Latn"], "divergence_middle"].min() > 0.01
 
 
 def test_other_scripts_diverge_least_in_the_middle(demo: Path) -> None:
-    # Bandarkar's U-shape, shallow: the non-Latin scripts' D from English by MoE layer is
-    # 0.38, 0.37, 0.33, 0.29, 0.34, 0.33, lowest in the middle layer (3 of 0-5)
+    # Bandarkar's U-shape, shallow: the non-Latin scripts' D from English by MoE layer, from the routing
+    # weights the model applied (their input), is 0.35, 0.32, 0.25, 0.28, 0.32, 0.28 pooled and
+    # 0.35, 0.32, 0.25, 0.28, 0.32, 0.28 per parallel sentence, lowest in MoE layer 2 (from top-k counts:
+    # 0.38, 0.37, 0.33, 0.29, 0.34, 0.33, lowest in layer 3)
     stats = xr.open_zarr(_results(demo) / "stats" / "flores_plus.zarr")
+    assert stats.attrs["divergence_source"] == "used"
     others = [g for g in EXCLUSIVE if g not in LATIN]
-    d = stats["divergence"].sel(language=others).mean("language").values
-    assert int(np.argmin(d)) == 3
-    assert d[3] < min(d[0], d[-1]) - 0.02
+    for name in ("divergence", "divergence_parallel"):
+        d = stats[name].sel(language=others).mean("language").values
+        assert int(np.argmin(d)) == 2, name
+        assert d[2] < min(d[0], d[-1]) - 0.02, name
 
 
 def test_rise_follows_the_targets_routing_and_matched_baseline_equals_it(demo: Path) -> None:
@@ -81,6 +90,22 @@ def test_rise_follows_the_targets_routing_and_matched_baseline_equals_it(demo: P
     rise = json.loads((_results(demo) / "selection" / "rise" / f"{TARGET}.json").read_text())
     assert not {tuple(p) for p in matched["experts"]} & {tuple(p) for p in rise["experts"]}
     assert sum(z["share"] for z in matched["settings"]["matched"].values()) == pytest.approx(shares["rise"], rel=0.1)
+
+
+def test_selection_conventions_of_the_authors_code(demo: Path) -> None:
+    # RISE's quotas for its budget of 3: floor(1.05) = 1 shallow, floor(.75) = 0 middle, 2 deep
+    rise = json.loads((_results(demo) / "selection" / "rise" / f"{TARGET}.json").read_text())
+    assert {name: zone["selected"] for name, zone in rise["settings"]["zones"].items()} == \
+        {"shallow": 1, "middle": 0, "deep": 2}
+    # Chen's steering set, W over English and Chinese only (m = 20, all 16 experts kept): 4 experts in MoE
+    # layers 2-4 with s = W_eng 0.37-0.60; W over all ten languages with m = 15 gave 6 others
+    steer = json.loads((_results(demo) / "interventions" / "en-shared.json").read_text())
+    assert steer["experts"] == [[2, 5], [3, 12], [4, 1], [4, 8]]
+    assert all(0.3 < s < 0.7 for s in steer["scores"])
+    # Khandelwal's SSFT for Swahili (all languages compared, each normalised over the layer's experts):
+    # Swahili has no expert by the gap rule, so its set is the top 5 shared experts of MoE layers 4 and 5
+    ssft = json.loads((_results(demo) / "selection" / "last-layer" / f"{TARGET}.json").read_text())
+    assert len(ssft["experts"]) == 10 and {layer for layer, _ in ssft["experts"]} == {4, 5}
 
 
 def test_base_perplexity_and_the_low_resource_gap(demo: Path) -> None:
@@ -135,10 +160,10 @@ def test_rise_beats_random_by_its_routing_share_and_costs_the_latin_languages(de
     assert target["gain"].to_dict() == pytest.approx(TARGET_GAIN, abs=0.03)
     # RISE's 3 experts help Swahili; 3 random ones of the same zones do not (paired interval below 0)
     assert target.loc["rise", "vs_random"] < -0.2 and target.loc["rise", "vs_random_ci_high"] < 0
-    # ... and the routing-matched baseline gets as far: the gain is the routing share trained
-    assert abs(target.loc["rise", "gain"] - target.loc["random-matched", "gain"]) < 0.05
+    # ... and the routing-matched baseline gets as far or further: the gain is the routing share trained
+    assert target.loc["random-matched", "gain"] < target.loc["rise", "gain"] + 0.01
     # the experts Swahili uses are shared with the other Latin-script languages: training them costs
-    # those (mean +0.08 rise, +0.12 matched) and spares the other scripts; random experts cost nothing
+    # those (mean +0.08 rise, +0.11 matched) and spares the other scripts; random experts cost nothing
     for method in ("rise", "random-matched"):
         assert latin.loc[latin["method"] == method, "gain"].mean() > 0.03, method
         assert (scripts.loc[scripts["method"] == method, "gain"].abs() < 0.03).all(), method

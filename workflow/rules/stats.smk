@@ -81,7 +81,8 @@ if NOISE_FLOOR:
                           category="Routing statistics"),
         params:
             # only what the statistics read: a figure setting (heatmap_layers, scores) does not rerun it
-            stats={key: CFG["stats"][key] for key in ("log_base", "distribution", "affinity_top_m", "exclusive_threshold")},
+            stats={key: CFG["stats"][key] for key in ("log_base", "distribution", "divergence_input", "affinity_top_m",
+                                                      "exclusive_threshold")},
             reference=CFG["reference_language"],
             targets=TARGETS,
         log:

@@ -5,7 +5,13 @@ An experiment: `kind` (mask | soft | hard | affinity), an expert-set recipe `exp
 (bandarkar-task | chen-shared | chen-exclusive | list), a layer `window` (a name of
 expert_sets.WINDOWS or [start, stop) in 48-layer units) or explicit model `layers`, a `strength` or a
 sweep of them, the `languages` it is evaluated on, and the recipe's settings (`language`, `tau`,
-`low`, `high`, `theta`, `list`, `scores`).
+`low`, `high`, `sources`, `top_m`, `theta`, `list`, `scores`).
+
+chen-shared follows Chen et al.'s steering scripts: W normalised over the source languages only
+(`sources`, default en and zh; "all" = every run language, polyroute's earlier convention), each
+keeping its top `top_m` experts per layer (20 for steering, clipped to the model's experts; masking
+and the statistics use stats.affinity_top_m, 15), experts with low < W_language < high, coefficient
+s = W_language.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from polyroute.interventions.expert_sets import CHEN_STEERING_SOURCES, CHEN_STEERING_TOP_M
 from polyroute.interventions.kinds import DEFAULT_STRENGTH, TAKES_STRENGTH, VARIANT_PREFIX
 
 RECIPES = ("bandarkar-task", "chen-shared", "chen-exclusive", "list")
-DEFAULTS = {"window": "steer", "tau": 0.3, "low": 0.3, "high": 0.7}
+DEFAULTS = {"window": "steer", "tau": 0.3, "low": 0.3, "high": 0.7, "sources": list(CHEN_STEERING_SOURCES),
+            "top_m": CHEN_STEERING_TOP_M}
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,9 @@ def experiment(name: str, raw: Mapping[str, Any], run_config: Mapping[str, Any])
         _fail(name, "list", "experts: list needs the (layer, expert) pairs in 'list'")
     if recipe != "list" and ("list" in raw or "scores" in raw):
         _fail(name, "list" if "list" in raw else "scores", f"only 'experts: list' takes explicit experts or scores")
+    for key in ("sources", "top_m"):
+        if recipe != "chen-shared" and key in raw:
+            _fail(name, key, "only 'experts: chen-shared' takes steering sources and top_m")
     if kind == "affinity" and recipe not in ("chen-shared", "list"):
         _fail(name, "experts", f"affinity needs per-expert scores: use chen-shared (s = W_src) or list with scores")
     if kind == "affinity" and recipe == "list" and len(raw.get("scores") or []) != len(raw["list"]):
@@ -83,10 +94,16 @@ def experiment(name: str, raw: Mapping[str, Any], run_config: Mapping[str, Any])
             _fail(name, "languages", f"{code!r} is not in 'languages'")
     if recipe == "bandarkar-task" and not (run_config.get("interventions") or {}).get("task_data"):
         _fail(name, "experts", "bandarkar-task needs 'interventions.task_data' (English in-task text to route)")
-    settings = {"bandarkar-task": {"tau": float(raw.get("tau", DEFAULTS["tau"]))},
-                "chen-shared": {"low": float(raw.get("low", DEFAULTS["low"])), "high": float(raw.get("high", DEFAULTS["high"]))},
-                "chen-exclusive": {"theta": raw.get("theta")},  # None: stats.exclusive_threshold
-                "list": {"list": [list(map(int, p)) for p in raw.get("list") or []], "scores": raw.get("scores")}}[recipe]
+    if recipe == "bandarkar-task":
+        settings = {"tau": float(raw.get("tau", DEFAULTS["tau"]))}
+    elif recipe == "chen-shared":
+        settings = {"low": float(raw.get("low", DEFAULTS["low"])), "high": float(raw.get("high", DEFAULTS["high"])),
+                    "sources": _sources(name, raw.get("sources", DEFAULTS["sources"]), language, langs),
+                    "top_m": int(raw.get("top_m", DEFAULTS["top_m"]))}
+    elif recipe == "chen-exclusive":
+        settings = {"theta": raw.get("theta")}  # None: stats.exclusive_threshold
+    else:
+        settings = {"list": [list(map(int, p)) for p in raw.get("list") or []], "scores": raw.get("scores")}
     if recipe == "chen-shared" and not settings["low"] < settings["high"]:
         _fail(name, "low", f"low={settings['low']} must be below high={settings['high']}")
     return Experiment(name=name, kind=kind, experts=recipe, language=language,
@@ -94,10 +111,24 @@ def experiment(name: str, raw: Mapping[str, Any], run_config: Mapping[str, Any])
                       strengths=strengths, languages=list(targets), settings=settings)
 
 
+def _sources(name: str, sources: str | Sequence[str], language: str, langs: Sequence[str]) -> list[str] | None:
+    """The languages chen-shared normalises W over: a list (checked), or None for "all"."""
+    if sources == "all":
+        return None
+    for code in sources:
+        if code not in langs:
+            _fail(name, "sources", f"{code!r} is not in 'languages'")
+    if language not in sources:
+        _fail(name, "sources", f"the steering source {language!r} (key 'language') is not among {list(sources)}")
+    return list(sources)
+
+
 def experiments(run_config: Mapping[str, Any]) -> dict[str, Experiment]:
-    """Every experiment of a validated config, by name."""
+    """Every experiment of a validated config, by name. An experiment set to null is dropped: a
+    configs/*.yaml removes that way one it inherits from the embedded default config.yaml."""
     block = run_config.get("interventions") or {}
-    return {name: experiment(name, raw, run_config) for name, raw in (block.get("experiments") or {}).items()}
+    return {name: experiment(name, raw, run_config) for name, raw in (block.get("experiments") or {}).items()
+            if raw is not None}
 
 
 def variants(run_config: Mapping[str, Any]) -> dict[str, Variant]:

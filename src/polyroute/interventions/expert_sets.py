@@ -5,7 +5,9 @@ Each function takes routing stores (datasets with `count(language, layer, expert
 the given model layers, plus the per-expert scores that ranked or weight them:
 - `task_experts` (Bandarkar): Delta = English in-task activation frequency - English general-text
   frequency, experts with Delta > tau;
-- `shared_source_experts` (Chen): 0.3 < W_src < 0.7, scored by W_src (the s of `affinity`);
+- `shared_source_experts` (Chen): W normalised over the source languages only (en, zh), each keeping
+  its top m = 20 experts per layer; 0.3 < W_src < 0.7, scored by W_src (the s of `affinity`), as
+  Chen et al.'s `steer/vllm_steer_polymath.py` (`get_target_shared_experts`) and run script do;
 - `exclusive_experts` (Chen): W[language] > theta, the experts a masking experiment removes.
 Layer windows are given in the papers' 48-layer units and scaled to the model's MoE layers.
 """
@@ -77,10 +79,26 @@ def task_experts(task: xr.Dataset, general: xr.Dataset, layers: Sequence[int], l
     return _in_layers(delta > tau, layers).rename("task_expert"), delta.rename("delta")
 
 
-def shared_source_experts(routing: xr.Dataset, source: str, layers: Sequence[int], top_m: int = 15,
-                          low: float = 0.3, high: float = 0.7) -> tuple[xr.DataArray, xr.DataArray]:
-    """Chen's steering set: (mask low < W_src < high on `layers`, W_src), W the normalised affinity."""
-    W = affinity(routing["count"].load(), routing["tokens"].load(), top_m)
+CHEN_STEERING_SOURCES = ("eng_Latn", "zho_Hans")  # their run script's --target_lang en,zh
+CHEN_STEERING_TOP_M = 20  # their run script's K for steering (15 for analysis and masking)
+
+
+def shared_source_experts(routing: xr.Dataset, source: str, layers: Sequence[int],
+                          top_m: int = CHEN_STEERING_TOP_M, low: float = 0.3, high: float = 0.7,
+                          sources: Sequence[str] | None = CHEN_STEERING_SOURCES) -> tuple[xr.DataArray, xr.DataArray]:
+    """Chen's steering set: (mask low < W_src < high on `layers`, W_src), W the normalised affinity over
+    `sources` (None = every language of the store, polyroute's earlier convention), each source
+    keeping its top `top_m` experts per layer. With the two sources en and zh, 0.3 < W_en < 0.7 is
+    their rule "some W > 0 and every W < 0.7"."""
+    codes = [str(g) for g in routing["language"].values]
+    wanted = codes if sources is None else [str(g) for g in sources]
+    missing = [g for g in wanted if g not in codes]
+    if missing:
+        raise ValueError(f"steering sources {missing} are not in the routing store ({codes})")
+    if source not in wanted:
+        raise ValueError(f"steering sources {wanted} do not include the source {source!r}")
+    sub = routing[["count", "tokens"]].sel(language=wanted)
+    W = affinity(sub["count"].load(), sub["tokens"].load(), top_m)
     mask = chen_shared_source_experts(W, source, low, high)
     return _in_layers(mask, layers), W.sel(language=source, drop=True).rename("affinity")
 

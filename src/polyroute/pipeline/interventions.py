@@ -30,9 +30,8 @@ log = logging.getLogger(__name__)
 def experiment_settings(exp: Experiment, stats: Mapping[str, Any]) -> dict[str, Any]:
     """Everything an experiment's expert set depends on (a rule's params: only its change reruns it)."""
     out = dataclasses.asdict(exp)
-    if exp.experts in ("chen-shared", "chen-exclusive"):
+    if exp.experts == "chen-exclusive":  # chen-shared carries its own top_m (Chen's steering: 20)
         out["affinity_top_m"] = stats["affinity_top_m"]
-    if exp.experts == "chen-exclusive":
         theta = exp.settings["theta"]
         out["exclusive_threshold"] = stats["exclusive_threshold"] if theta is None else theta
     return out
@@ -45,8 +44,8 @@ def _recipe(settings: Mapping[str, Any], routing, task_routing, layers: list[int
         mask, scores = expert_sets.task_experts(task_routing, routing, layers, language, extra["tau"])
         return mask, scores, "delta"
     if recipe == "chen-shared":
-        mask, scores = expert_sets.shared_source_experts(routing, language, layers, settings["affinity_top_m"],
-                                                         extra["low"], extra["high"])
+        mask, scores = expert_sets.shared_source_experts(routing, language, layers, extra["top_m"], extra["low"],
+                                                         extra["high"], extra["sources"])
         return mask, scores, "affinity"
     if recipe == "chen-exclusive":
         mask, scores = expert_sets.exclusive_experts(routing, language, layers, settings["affinity_top_m"],

@@ -27,9 +27,10 @@ def read_scores(path: str | os.PathLike) -> dict[str, float]:
 
 def configured_stats(routing: xr.Dataset, settings: Mapping[str, Any], reference: str,
                      scores: Mapping[str, float] | None = None) -> xr.Dataset:
-    """`compute_stats` with the config's `stats` block (log base, distribution, affinity thresholds)."""
+    """`compute_stats` with the config's `stats` block (log base, distributions, affinity thresholds)."""
     return compute_stats(
-        routing, reference=reference, log_base=settings["log_base"], source=settings["distribution"], scores=scores,
+        routing, reference=reference, log_base=settings["log_base"], source=settings["distribution"],
+        divergence_source=settings["divergence_input"], scores=scores,
         top_m=settings["affinity_top_m"], theta=settings["exclusive_threshold"],
     )
 

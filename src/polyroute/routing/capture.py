@@ -343,9 +343,7 @@ class RoutingPass:
                 queue.appendleft(rows[half:])
                 queue.appendleft(rows[:half])
                 continue
-            E = self.capture.E
-            seq = torch.cat((batch.sums[:, :, :E], batch.sums[:, :, 2 * E :]), dim=2)  # hits | probs
-            done.append((rows, copies.copy(seq),
+            done.append((rows, copies.copy(batch.sums),  # per sequence: hits | used weights | probs
                          copies.copy(batch.ids) if self.per_token else None,
                          copies.copy(batch.weights) if self.per_token else None))
             bar.update(int(mask.sum()))
@@ -356,14 +354,17 @@ class RoutingPass:
         E, L, k = self.capture.E, self.capture.L, self.capture.k
         s = len(window)
         seq_count = np.zeros((s, L, E), dtype=np.float32)
+        seq_gate = np.zeros((s, L, E), dtype=np.float32)
         seq_prob = np.zeros((s, L, E), dtype=np.float32)
         for rows, seq, _, _ in done:
             arr = seq.numpy()
             local = np.asarray(rows, dtype=np.int64) - window.start
             seq_count[local] = arr[:, :, :E]
-            seq_prob[local] = arr[:, :, E:]
+            seq_gate[local] = arr[:, :, E : 2 * E]
+            seq_prob[local] = arr[:, :, 2 * E :]
         lengths = self.lengths[window]
-        out = RoutingWindow(start=window.start, seq_tokens=lengths.copy(), seq_count=seq_count, seq_prob_sum=seq_prob)
+        out = RoutingWindow(start=window.start, seq_tokens=lengths.copy(), seq_count=seq_count, seq_gate_sum=seq_gate,
+                            seq_prob_sum=seq_prob)
         if not self.per_token:
             return out
         if done:

@@ -34,6 +34,32 @@ def check_counts(count: np.ndarray, tokens: np.ndarray, top_k: int, languages: S
         )
 
 
+# float32 per-sequence sums of float weights, against the float64 per-language ones
+SEQUENCE_SUM_RTOL = 1e-4
+
+
+def check_sequence_sums(shard: ShardRouting) -> None:
+    """Raise unless the per-sequence arrays add up to the per-language aggregates: seq_count to count
+    (exactly), seq_gate_sum to gate_sum and seq_prob_sum to prob_sum (float32 rounding), and every
+    used weight sits on a chosen expert (seq_gate_sum is 0 where seq_count is 0)."""
+    seq_language = np.asarray(shard.seq_language, dtype=object).astype(str)
+    for seq_name, name in (("seq_count", "count"), ("seq_gate_sum", "gate_sum"), ("seq_prob_sum", "prob_sum")):
+        per_seq, want = getattr(shard, seq_name), np.asarray(getattr(shard, name), dtype=np.float64)
+        for g, code in enumerate(shard.languages):
+            summed = per_seq[seq_language == code].sum(axis=0, dtype=np.float64)
+            close = summed == want[g] if name == "count" else np.isclose(summed, want[g], rtol=SEQUENCE_SUM_RTOL,
+                                                                         atol=SEQUENCE_SUM_RTOL)
+            if not close.all():
+                l, i = np.argwhere(~close)[0]
+                raise ValueError(f"routing invariant broken: {seq_name} of language {code} layer {int(shard.layers[l])} "
+                                 f"expert {i} sums to {summed[l, i]:.6g}, {name} is {want[g, l, i]:.6g}")
+    stray = (np.asarray(shard.seq_gate_sum) != 0) & (np.asarray(shard.seq_count) == 0)
+    if stray.any():
+        s, l, i = np.argwhere(stray)[0]
+        raise ValueError(f"routing invariant broken: sequence {s} layer {int(shard.layers[l])} has a routing weight "
+                         f"on expert {i}, which none of its tokens chose")
+
+
 @dataclass
 class RoutingWindow:
     """Routing of consecutive sequences ``start .. start + s`` of a shard, in the given order."""
@@ -41,6 +67,7 @@ class RoutingWindow:
     start: int
     seq_tokens: np.ndarray  # [s] int64
     seq_count: np.ndarray  # [s, L, E] float32
+    seq_gate_sum: np.ndarray  # [s, L, E] float32: sum of the routing weights the model applied
     seq_prob_sum: np.ndarray  # [s, L, E] float32
     expert_ids: np.ndarray | None = None  # [n, L, k] expert_id_dtype(E)
     expert_weights: np.ndarray | None = None  # [n, L, k] float16
@@ -69,6 +96,7 @@ class ShardRouting:
     seq_parallel_id: np.ndarray  # [S] str: same id = translations of each other
     seq_tokens: np.ndarray  # [S] int64
     seq_count: np.ndarray  # [S, L, E] float32
+    seq_gate_sum: np.ndarray  # [S, L, E] float32: sum of the routing weights the model applied (Bandarkar's input)
     seq_prob_sum: np.ndarray  # [S, L, E] float32
     expert_ids: np.ndarray | None = None  # [N, L, k] expert_id_dtype(E)
     expert_weights: np.ndarray | None = None  # [N, L, k] float16
@@ -76,8 +104,10 @@ class ShardRouting:
     token_sequence: np.ndarray | None = None  # [N] int64 index into this shard's sequences
 
     def check_invariant(self) -> None:
-        """Raise if sum_i count[g, l, i] != k * tokens[g] for some language and layer (METHODS 1)."""
+        """Raise if sum_i count[g, l, i] != k * tokens[g] for some language and layer (METHODS 1), or
+        if the per-sequence sums disagree with the per-language ones (`check_sequence_sums`)."""
         check_counts(self.count, self.tokens, self.top_k, self.languages, self.layers)
+        check_sequence_sums(self)
 
 
 def empty_shard(languages: Sequence[str], layers: Sequence[int], num_experts: int, top_k: int, *,
@@ -105,6 +135,7 @@ def join_windows(languages: Sequence[str], layers: Sequence[int], num_experts: i
         seq_parallel_id=np.asarray(parallel_ids, dtype=str),
         seq_tokens=joined("seq_tokens", np.zeros(0, np.int64)),
         seq_count=joined("seq_count", np.zeros((0, L, E), np.float32)),
+        seq_gate_sum=joined("seq_gate_sum", np.zeros((0, L, E), np.float32)),
         seq_prob_sum=joined("seq_prob_sum", np.zeros((0, L, E), np.float32)),
     )
     if per_token:

@@ -3,7 +3,10 @@
 Layout: coords ``language``, ``layer``, ``expert``; aggregates ``count``/``gate_sum``/``prob_sum``
 ``(language, layer, expert)`` and ``tokens(language)``; per-sequence ``seq_*`` along ``sequence``;
 optional per-token ``expert_ids``/``expert_weights`` ``(token, layer, topk)``, ``token_id(token)``,
-``token_sequence(token)``. Strings are stored as variable-length UTF-8, so ``xr.open_zarr`` gives str.
+``token_sequence(token)``. Per sequence: ``seq_count``, ``seq_gate_sum`` (the routing weights the model
+applied, Bandarkar's divergence input) and ``seq_prob_sum`` ``(sequence, layer, expert)`` float32, which
+add up over a language's sequences to ``count``, ``gate_sum`` and ``prob_sum`` (checked by
+``ShardRouting.check_invariant``). Strings are stored as variable-length UTF-8, so ``xr.open_zarr`` gives str.
 
 Chunking: along ``token`` and ``sequence`` only (every chunk holds all layers, experts and top-k
 slots), sized so that one chunk of the widest variable is about 32 MiB uncompressed, a power of two,
@@ -117,6 +120,7 @@ def to_dataset(shard: ShardRouting, attrs: Mapping[str, Any]) -> xr.Dataset:
         "tokens": (("language",), tokens),
         **_sequence_vars(shard.seq_id, seq_language, _expect_shape("seq_parallel_id", shard.seq_parallel_id, (S,)),
                          seq_tokens, _expect_shape("seq_count", shard.seq_count, (S, L, E)),
+                         _expect_shape("seq_gate_sum", shard.seq_gate_sum, (S, L, E)),
                          _expect_shape("seq_prob_sum", shard.seq_prob_sum, (S, L, E))),
     }
     per_token = (shard.expert_ids, shard.expert_weights, shard.token_id, shard.token_sequence)
@@ -143,7 +147,8 @@ def to_dataset(shard: ShardRouting, attrs: Mapping[str, Any]) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs=out_attrs)
 
 
-def _sequence_vars(seq_id, seq_language, seq_parallel_id, seq_tokens, seq_count, seq_prob_sum) -> dict[str, tuple]:
+def _sequence_vars(seq_id, seq_language, seq_parallel_id, seq_tokens, seq_count, seq_gate_sum,
+                   seq_prob_sum) -> dict[str, tuple]:
     """The per-sequence variables of a store (names, dims, dtypes): one definition for shards and windows."""
     seq = ("sequence", "layer", "expert")
     return {
@@ -152,6 +157,7 @@ def _sequence_vars(seq_id, seq_language, seq_parallel_id, seq_tokens, seq_count,
         "seq_parallel_id": (("sequence",), _strings(seq_parallel_id, "seq_parallel_id")),
         "seq_tokens": (("sequence",), np.asarray(seq_tokens).astype(np.int64, copy=False)),
         "seq_count": (seq, np.asarray(seq_count).astype(np.float32, copy=False)),
+        "seq_gate_sum": (seq, np.asarray(seq_gate_sum).astype(np.float32, copy=False)),
         "seq_prob_sum": (seq, np.asarray(seq_prob_sum).astype(np.float32, copy=False)),
     }
 
@@ -174,7 +180,8 @@ def window_blocks(window, seq_id: np.ndarray, seq_language: np.ndarray, seq_para
     """
     part = slice(window.start, window.start + len(window.seq_tokens))
     blocks = {"sequence": xr.Dataset(_sequence_vars(seq_id[part], seq_language[part], seq_parallel_id[part],
-                                                    window.seq_tokens, window.seq_count, window.seq_prob_sum))}
+                                                    window.seq_tokens, window.seq_count, window.seq_gate_sum,
+                                                    window.seq_prob_sum))}
     if window.expert_ids is not None:  # ids come in the store's compact dtype already
         blocks["token"] = xr.Dataset(_token_vars(window.expert_ids, window.expert_ids.dtype, window.expert_weights,
                                                  window.token_id, window.token_sequence))

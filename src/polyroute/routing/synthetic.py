@@ -72,8 +72,10 @@ def synthetic_shard(
     np.add.at(gate_sum, token_lang, gate)
     np.add.at(prob_sum, token_lang, probs)
     seq_count = np.zeros((S, L, E), np.float32)
+    seq_gate = np.zeros((S, L, E), np.float32)
     seq_prob = np.zeros((S, L, E), np.float32)
     np.add.at(seq_count, token_sequence, onehot.astype(np.float32))
+    np.add.at(seq_gate, token_sequence, gate.astype(np.float32))
     np.add.at(seq_prob, token_sequence, probs.astype(np.float32))
     return ShardRouting(
         languages=list(languages),
@@ -89,6 +91,7 @@ def synthetic_shard(
         seq_parallel_id=np.array([f"p{s % seqs_per_language}" for s in chosen], dtype=object),
         seq_tokens=lengths.astype(np.int64),
         seq_count=seq_count,
+        seq_gate_sum=seq_gate,
         seq_prob_sum=seq_prob,
         expert_ids=ids.astype(np.uint8 if E <= 256 else np.uint16) if per_token else None,
         expert_weights=weights.astype(np.float16) if per_token else None,

@@ -206,21 +206,29 @@ def _rise_plan(ctx: Context, alpha: float) -> _ZonePlan:
             for e in np.flatnonzero(used[p] & (score[p] > 0))
         ]
         candidates.append(sorted(cand, key=lambda c: (-c[0], c[1], c[2])))
-    counts = allocate(budget, split, [len(c) for c in candidates])
+    try:
+        counts = allocate(budget, split, [len(c) for c in candidates], ctx.settings["budget_rounding"])
+    except ValueError as err:
+        raise ValueError(f"{ctx.method}.{err}") from None
     if sum(counts) < budget:
         log.warning("%s/%s: only %d experts eligible for a budget of %d", ctx.method, target, sum(counts), budget)
     return _ZonePlan(budget, zones, candidates, counts)
 
 
-@register("rise", (*STATS_COMMON, "budget", "split", "alpha"))
+@register("rise", (*STATS_COMMON, "budget", "split", "budget_rounding", "alpha"))
 def _rise(ctx: Context) -> Picked:
-    """RISE tripartite: top Spec in shallow and deep zones, top Ovlp in the middle zone."""
+    """RISE tripartite: top Spec in shallow and deep zones, top Ovlp in the middle zone.
+
+    Zones and per-zone budgets as the RISE authors' code computes them (Zheng et al., METHODS 5): zone
+    bounds round(0.375 L), round(0.625 L) with Python's round; quotas floor(0.35 K), floor(0.25 K), the
+    rest deep (budget_rounding="floor"; "largest-remainder" is polyroute's earlier rounding)."""
     plan = _rise_plan(ctx, float(ctx.settings["alpha"]))
     experts = [(l, e) for cand, n in zip(plan.candidates, plan.counts) for _, l, e in cand[:n]]
     return Picked(sorted(experts), plan.budget, bool(ctx.settings["train_routers"]), derived={"zones": plan.record()})
 
 
-@register("random", (*STATS_COMMON, "budget", "split", "seed"), borrows={"budget": "rise", "split": "rise"})
+@register("random", (*STATS_COMMON, "budget", "split", "budget_rounding", "seed"),
+          borrows={"budget": "rise", "split": "rise", "budget_rounding": "rise"})
 def _random(ctx: Context) -> Picked:
     """Baseline: RISE's budget and per-zone counts, experts drawn uniformly within each zone."""
     # the zone counts depend on which scores are positive, which no alpha >= 0 changes
@@ -257,8 +265,8 @@ def _matched_draw(rng: np.random.Generator, pool: list[Pair], usage: Mapping[Pai
     return chosen
 
 
-@register("random-matched", (*STATS_COMMON, "budget", "split", "alpha", "seed"),
-          borrows={"budget": "rise", "split": "rise", "alpha": "rise"})
+@register("random-matched", (*STATS_COMMON, "budget", "split", "budget_rounding", "alpha", "seed"),
+          borrows={"budget": "rise", "split": "rise", "budget_rounding": "rise", "alpha": "rise"})
 def _random_matched(ctx: Context) -> Picked:
     """Baseline: RISE's budget and per-zone counts, random experts outside RISE's set whose summed
     target activation frequency (a[g*, l, i] = count / T) matches RISE's set zone by zone.
@@ -314,28 +322,51 @@ def _chen_shared(ctx: Context) -> Picked:
     return _chen(ctx, SHARED)
 
 
-@register("last-layer", (*STATS_COMMON, "n", "shared", "parent", "language_gap", "shared_top", "high_resource",
-                        "reference_language"))
+GAP_LANGUAGES = ("high-resource", "all")
+
+
+def gap_owner(target: str, compared: Sequence[str], parents: Mapping[str, str], method: str = "last-layer") -> str:
+    """The language whose experts `target` takes: its configured parent, else itself; it must be among
+    the languages the gap rule compares (one-line error otherwise)."""
+    owner = parents.get(target, target)
+    if owner in compared:
+        return owner
+    if target not in parents:
+        raise ValueError(f"{method}: target {target!r} is not among the compared languages {list(compared)} "
+                         f"and has no parent in selection.methods.{method}.parents")
+    raise ValueError(f"{method}.parents: {target!r} -> {owner!r}, which is not among the compared languages {list(compared)}")
+
+
+@register("last-layer", (*STATS_COMMON, "n", "shared", "gap_languages", "parents", "language_gap", "shared_top",
+                        "high_resource", "reference_language"))
 def _last_layer(ctx: Context) -> Picked:
-    """Khandelwal SEFT (shared=False) / SSFT (shared=True) in the last n MoE layers."""
+    """Khandelwal SEFT (shared=False) / SSFT (shared=True) in the last n MoE layers, as their code
+    builds `selected_experts.json`: language experts by gap among the high-resource languages
+    (gap_languages="high-resource"; "all" compares every language), a low-resource target taking its
+    parent's (setting `parents`), plus for SSFT the top shared_top experts by mean activation over the
+    high-resource languages."""
     n = _check_int(ctx, "n", 1)
     if n > len(ctx.info.moe_layers):
         raise ValueError(f"{ctx.method}.n={n} exceeds the model's {len(ctx.info.moe_layers)} MoE layers")
     layers = list(ctx.info.moe_layers[-n:])
-    owner = ctx.settings["parent"] or ctx.target
-    if owner not in ctx.languages:
-        raise ValueError(f"{ctx.method}.parent={owner!r} is not among the languages {list(ctx.languages)}")
+    high = list(ctx.settings["high_resource"])
+    if ctx.settings["gap_languages"] not in GAP_LANGUAGES:
+        raise ValueError(f"{ctx.method}.gap_languages={ctx.settings['gap_languages']!r} must be one of {', '.join(GAP_LANGUAGES)}")
+    if ctx.settings["gap_languages"] == "high-resource" and not high:
+        raise ValueError(f"{ctx.method}.gap_languages='high-resource' needs stats.high_resource languages")
+    compared = high if ctx.settings["gap_languages"] == "high-resource" else list(ctx.languages)
+    owner = gap_owner(ctx.target, compared, ctx.settings["parents"] or {}, ctx.method)
     count, _ = ctx.counts()
-    experts = set(_mask_pairs(language_experts_by_gap(count, float(ctx.settings["language_gap"])).sel(language=owner), layers))
+    language_experts = language_experts_by_gap(count, float(ctx.settings["language_gap"]), compared)
+    experts = set(_mask_pairs(language_experts.sel(language=owner), layers))
     if ctx.settings["shared"]:
-        high = list(ctx.settings["high_resource"])
         if not high and ctx.settings["reference_language"]:
             high = [ctx.settings["reference_language"]]
         if not high:
             raise ValueError(f"{ctx.method}.shared=true needs high_resource languages (or reference_language)")
         shared = shared_experts(ctx.frequency(), high, _check_int(ctx, "shared_top", 1))
         experts |= set(_mask_pairs(shared, layers))
-    return Picked(sorted(experts), len(experts), bool(ctx.settings["train_routers"]))
+    return Picked(sorted(experts), len(experts), bool(ctx.settings["train_routers"]), derived={"owner": owner})
 
 
 @register("esft", (*STATS_COMMON, "top_p", "score", "layers"))

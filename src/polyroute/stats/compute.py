@@ -17,10 +17,12 @@ from polyroute.stats.distributions import (
     check_routing_store,
     frequency,
     hard_distribution,
+    SEQUENCE_VARIABLE,
+    pooled_distribution,
     soft_distribution,
 )
 from polyroute.stats.information import check_language, check_log_base, divergence_from_reference, entropy, similarity, specialisation
-from polyroute.stats.parallel import PER_SEQUENCE_VARS, divergence_parallel
+from polyroute.stats.parallel import divergence_parallel, per_sequence_vars
 from polyroute.stats.vocabulary import vocabulary_overlap, vocabulary_similarity_correlation
 
 # routing-store attrs worth carrying into the statistics store (provenance)
@@ -33,6 +35,7 @@ def compute_stats(
     reference: str,
     log_base: float | str = float(np.e),
     source: str = "hard",
+    divergence_source: str = "used",
     scores: Mapping[str, float] | xr.DataArray | None = None,
     top_m: int = 15,
     theta: float = 0.4,
@@ -41,14 +44,22 @@ def compute_stats(
 ) -> xr.Dataset:
     """All routing statistics (METHODS 2-4) as one Dataset with the names of the statistics-store contract.
 
-    `source` picks the distribution ("hard" = count / (k T), "soft" = prob_sum / T) behind entropy,
-    JSD, divergence and similarity; `scores` (e.g. Belebele accuracy per language) adds `score` and
-    its correlation with middle-layer divergence. Per-sequence and per-token arrays are streamed in
+    `source` picks the distribution ("hard" = count / (k T), "soft" = prob_sum / T, "used" =
+    gate_sum normalised) behind entropy and similarity; `divergence_source` the one behind Bandarkar's
+    divergence from the reference (`jsd`, `divergence`, `divergence_parallel`), by default "used": the
+    routing weights the model applied, as Bandarkar et al.'s code (METHODS 2-3). `scores` (e.g.
+    Belebele accuracy per language) adds `score` and its correlation with middle-layer divergence. Per-sequence and per-token arrays are streamed in
     chunks of `sequence_chunk` sequences and `token_chunk` tokens.
     """
     base = check_log_base(log_base)
     _check_source(source)
+    _check_source(divergence_source)
     check_routing_store(routing)
+    per_sequence = per_sequence_vars(divergence_source)
+    has_sequences = any(n in routing.variables for n in SEQUENCE_VARIABLE.values())
+    if has_sequences and per_sequence[0] not in routing.variables:
+        raise ValueError(f"routing store lacks {per_sequence[0]} for the {divergence_source!r} divergence input "
+                         "(extracted by an older polyroute?): extract it again, or choose another divergence input")
     check_language(routing, reference, "reference language")
     if int(top_m) < 1:
         raise ValueError(f"top_m={top_m!r} must be >= 1 (it is clipped to the number of experts)")
@@ -62,7 +73,7 @@ def compute_stats(
     freq = frequency(count, tokens)
     hard = hard_distribution(count, tokens, top_k)
     soft = soft_distribution(routing["prob_sum"].load(), tokens)
-    dist = hard if source == "hard" else soft
+    dist = pooled_distribution(routing, source)
 
     out = xr.Dataset(
         {
@@ -77,9 +88,10 @@ def compute_stats(
             "consistency": routing_consistency(routing, chunk=token_chunk),
         }
     )
-    out = out.merge(divergence_from_reference(dist, reference))
-    if all(n in routing.variables for n in PER_SEQUENCE_VARS):
-        out = out.merge(divergence_parallel(routing, reference, source=source, chunk=sequence_chunk))
+    out = out.merge(divergence_from_reference(pooled_distribution(routing, divergence_source), reference))
+    out["divergence"].attrs["distribution"] = divergence_source
+    if all(n in routing.variables for n in per_sequence):
+        out = out.merge(divergence_parallel(routing, reference, source=divergence_source, chunk=sequence_chunk))
     out["vocab_overlap"] = vocabulary_overlap(routing)
     if np.isfinite(out["vocab_overlap"].values).any():
         out["vocab_similarity_correlation"] = vocabulary_similarity_correlation(out["vocab_overlap"], out["similarity"])
@@ -103,6 +115,7 @@ def compute_stats(
         "jsd_units": "nats",
         "reference_language": reference,
         "distribution_source": source,
+        "divergence_source": divergence_source,
         "thresholds": {"top_m": int(top_m), "theta": float(theta)},
         "consistency_note": out["consistency"].attrs.get("note", "computed from per-token expert ids"),
     }

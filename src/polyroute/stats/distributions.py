@@ -1,4 +1,11 @@
-"""Routing distributions from a routing store (METHODS section 2): frequency, hard and soft distributions."""
+"""Routing distributions from a routing store (METHODS section 2): frequency, and the three
+distribution sources over experts, pooled per language or per sequence:
+- "hard": top-k counts / (k T) (Chen, Khandelwal);
+- "soft": the mean full softmax (what Bandarkar et al.'s code marks deprecated);
+- "used": the routing weights the model applied (top-k, after its own normalisation), summed and
+  normalised to 1: U = sum_t w_t / sum(sum_t w_t), the input of Bandarkar et al.'s divergence
+  (`calculate_total_actual_weight_per_sequence` in their `get_routing_weights.py`).
+"""
 
 from __future__ import annotations
 
@@ -45,13 +52,44 @@ def soft_distribution(prob_sum: xr.DataArray, tokens: xr.DataArray) -> xr.DataAr
     return out.rename("distribution_soft")
 
 
+def used_distribution(gate_sum: xr.DataArray) -> xr.DataArray:
+    """Used-weight distribution U = gate_sum / sum_i gate_sum (Bandarkar's input): each row sums to 1.
+
+    Normalised by its own sum, not by T: models that do not renormalise their top-k weights (OLMoE)
+    apply weights summing to less than 1 per token."""
+    total = gate_sum.sum("expert")
+    out = (gate_sum.astype(np.float64) / total.where(total > 0)).fillna(0.0)
+    out.attrs = {"long_name": "routing distribution (used weights)", "formula": "gate_sum / sum_i gate_sum"}
+    return out.rename("distribution_used")
+
+
+def pooled_distribution(routing: xr.Dataset, source: str) -> xr.DataArray:
+    """The pooled (per language) distribution of `source` from a routing store's aggregates."""
+    _check_source(source)
+    tokens = routing["tokens"].load()
+    if source == "hard":
+        return hard_distribution(routing["count"].load(), tokens, int(routing.attrs["top_k"]))
+    if source == "soft":
+        return soft_distribution(routing["prob_sum"].load(), tokens)
+    return used_distribution(routing["gate_sum"].load())
+
+
+# the per-sequence variable behind each distribution source
+SEQUENCE_VARIABLE = {"hard": "seq_count", "soft": "seq_prob_sum", "used": "seq_gate_sum"}
+
+
 def sequence_distribution(block: np.ndarray, seq_tokens: np.ndarray, top_k: int, source: str) -> np.ndarray:
-    """Per-sequence distributions of a block [S, L, E] of seq_count (hard) or seq_prob_sum (soft).
+    """Per-sequence distributions of a block [S, L, E] of seq_count (hard), seq_prob_sum (soft) or
+    seq_gate_sum (used, each row normalised by its own sum).
 
     Sequences with no tokens give NaN rows, so callers can skip them. Keeps the block's float dtype.
     """
     block = np.asarray(block)
     block = block if np.issubdtype(block.dtype, np.floating) else block.astype(np.float64)
+    if source == "used":
+        denom = block.sum(axis=-1, keepdims=True, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (block / np.where(denom > 0, denom, np.nan)).astype(block.dtype)
     denom = np.asarray(seq_tokens, dtype=np.float64) * (top_k if source == "hard" else 1)
     scale = np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), np.nan).astype(block.dtype)
     return block * scale[:, None, None]
@@ -63,12 +101,11 @@ def sequence_distributions(ds: xr.DataArray | xr.Dataset, source: str = "hard") 
     compute_stats streams them in chunks instead (see `parallel.py`).
     """
     _check_source(source)
-    var = "seq_count" if source == "hard" else "seq_prob_sum"
-    arr = ds[var]
+    arr = ds[SEQUENCE_VARIABLE[source]]
     values = sequence_distribution(arr.values.astype(np.float64), ds["seq_tokens"].values, int(ds.attrs["top_k"]), source)
     return arr.copy(data=values).rename(f"seq_distribution_{source}")
 
 
 def _check_source(source: str) -> None:
-    if source not in ("hard", "soft"):
-        raise ValueError(f"distribution source {source!r} must be 'hard' or 'soft'")
+    if source not in SEQUENCE_VARIABLE:
+        raise ValueError(f"distribution source {source!r} must be one of {', '.join(map(repr, SEQUENCE_VARIABLE))}")

@@ -135,17 +135,26 @@ def expert_classes(W: xr.DataArray, theta: float = 0.4) -> xr.DataArray:
     return cls.rename("expert_class")
 
 
-def language_experts_by_gap(count: xr.DataArray, gap: float = 0.01) -> xr.DataArray:
-    """Khandelwal's language experts: bool (language, layer, expert), at most one language per expert.
+def language_experts_by_gap(count: xr.DataArray, gap: float = 0.01,
+                            languages: Sequence[str] | None = None) -> xr.DataArray:
+    """Khandelwal's language experts: bool (language, layer, expert) over `languages`, at most one
+    language per expert (Khandelwal et al., `analysis/analysis.py` and README of their code).
 
-    share[g, l, i] = count[g, l, i] / sum_g' count[g', l, i]; the expert belongs to its top language
-    when share_top1 - share_top2 >= gap and the top is unique (an exact tie assigns nobody). Pass
-    `count / tokens` instead of `count` to discount unequal token totals.
+    Each language's counts are normalised over the layer's experts, a_g(i) = count[g, l, i] /
+    sum_i' count[g, l, i] (so a language's token total does not matter); an expert belongs to its top
+    language when a_top1 - a_top2 >= gap among the compared `languages` (None = all; the authors
+    compare the high-resource languages only). An exact tie at the top assigns nobody (their stable
+    sort would give it to the first-listed language, which matters only at gap = 0).
     """
     if not np.isfinite(gap) or gap < 0:
         raise ValueError(f"gap={gap!r} must be a finite number >= 0")
     c = _as_lle(count, "count")
-    share = _safe_ratio(c, c.sum("language")).values
+    if languages is not None:
+        if not languages:
+            raise ValueError("languages: give at least one language to compare")
+        _check_languages(c, languages, "languages")
+        c = c.sel(language=[str(g) for g in languages])
+    share = _safe_ratio(c, c.sum("expert")).values
     if share.shape[0] == 1:
         top1, top2 = share[0], np.zeros_like(share[0])
     else:
@@ -155,7 +164,8 @@ def language_experts_by_gap(count: xr.DataArray, gap: float = 0.01) -> xr.DataAr
     best = np.argmax(share, axis=0)
     out = (np.arange(share.shape[0])[:, None, None] == best[None]) & assigned[None]
     da = c.copy(data=out)
-    da.attrs = {"long_name": "language expert (gap rule)", "gap": float(gap)}
+    da.attrs = {"long_name": "language expert (gap rule)", "gap": float(gap),
+                "normalisation": "count / sum over the layer's experts, per language"}
     return da.rename("language_expert")
 
 

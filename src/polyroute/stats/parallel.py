@@ -1,8 +1,10 @@
 """Entropy-normalised divergence from the reference averaged over parallel sequences (Bandarkar).
 
 Each sequence of language g is compared with the reference-language sequence that has the same
-`seq_parallel_id` (its translation); D is computed per sequence pair and layer and averaged over pairs.
-This differs from the pooled `divergence`, which compares distributions summed over all tokens.
+`seq_parallel_id` (its translation); D is computed per sequence pair and layer and averaged over pairs,
+as Bandarkar et al.'s code does (`pairwise_mean_jsd` in their `analysis_helpers.py`), by default on the
+per-sequence used-weight distributions U (source "used"). This differs from the pooled `divergence`,
+which compares distributions summed over all tokens.
 """
 
 from __future__ import annotations
@@ -11,28 +13,36 @@ import numpy as np
 import xarray as xr
 
 from polyroute.stats._core import entropy_nats, jsd_from_entropies, normalised_divergence
-from polyroute.stats.distributions import _check_source, sequence_distribution
+from polyroute.stats.distributions import SEQUENCE_VARIABLE, _check_source, sequence_distribution
 from polyroute.stats.information import check_language
 from polyroute.stats.sequences import accumulate_by_language, as_mean, chunk_slices, language_index, values
 
-PER_SEQUENCE_VARS = ("seq_count", "seq_prob_sum", "seq_language", "seq_tokens", "seq_parallel_id")
+SEQUENCE_LABELS = ("seq_language", "seq_tokens", "seq_parallel_id")
+
+
+def per_sequence_vars(source: str) -> tuple[str, ...]:
+    """The routing-store variables `divergence_parallel` reads for a distribution source."""
+    _check_source(source)
+    return (SEQUENCE_VARIABLE[source], *SEQUENCE_LABELS)
 
 
 def divergence_parallel(
-    ds: xr.Dataset, reference: str, *, source: str = "hard", chunk: int = 512
+    ds: xr.Dataset, reference: str, *, source: str = "used", chunk: int = 512
 ) -> xr.Dataset:
     """Mean over parallel sequence pairs of D(ref sequence, sequence), dims (language, layer).
 
-    Returns `divergence_parallel` (NaN for a language without any translated pair) and
-    `divergence_parallel_pairs(language)` (number of pairs). Memory: the reference sequences plus one
-    chunk of `chunk` sequences. A parallel id repeated in the reference language uses its first sequence.
+    `source`: "used" (default, Bandarkar's code: the routing weights the model applied), "hard"
+    (top-k counts) or "soft" (full softmax). Returns `divergence_parallel` (NaN for a language without
+    any translated pair) and `divergence_parallel_pairs(language)` (number of pairs). Memory: the
+    reference sequences plus one chunk of `chunk` sequences. A parallel id repeated in the reference
+    language uses its first sequence.
     """
-    _check_source(source)
     check_language(ds, reference, "reference language")
-    missing = [n for n in PER_SEQUENCE_VARS if n not in ds.variables]
+    missing = [n for n in per_sequence_vars(source) if n not in ds.variables]
     if missing:
-        raise ValueError(f"routing store lacks per-sequence variable(s) {missing} needed for divergence_parallel")
-    var = "seq_count" if source == "hard" else "seq_prob_sum"
+        raise ValueError(f"routing store lacks per-sequence variable(s) {missing} needed for divergence_parallel "
+                         f"from the {source!r} distribution")
+    var = SEQUENCE_VARIABLE[source]
     top_k = int(ds.attrs["top_k"])
     languages = np.asarray(ds["language"].values).astype(str)
     n_lang, n_layer, n_exp = len(languages), ds.sizes["layer"], ds.sizes["expert"]
@@ -86,6 +96,7 @@ def divergence_parallel(
                     "formula": "mean over parallel pairs of JSD(P_r,s, P_g,s) / (ln E - (H_r,s + H_g,s) / 2)",
                     "reference": reference,
                     "distribution": source,
+                    "source": "Bandarkar et al., pairwise_mean_jsd over per-sequence distributions",
                 },
             ),
             "divergence_parallel_pairs": xr.DataArray(

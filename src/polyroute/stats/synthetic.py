@@ -83,12 +83,18 @@ def synthetic_store(
     else:
         seq_count = rng.multinomial(k * seq_tokens[:, None], probs[seq_lang]).astype(np.float32)
 
+    # used weights: on the chosen experts, in proportion to the sequence's routing probability, each
+    # token's k weights summing to 1 (a renormalised top-k)
+    chosen = seq_count * seq_prob
+    seq_gate_sum = (chosen / chosen.sum(axis=-1, keepdims=True) * seq_tokens[:, None, None]).astype(np.float32)
+
     count = np.zeros((G, L, E), dtype=np.int64)
     np.add.at(count, seq_lang, seq_count.astype(np.int64))
     prob_sum = np.zeros((G, L, E))
     np.add.at(prob_sum, seq_lang, seq_prob_sum.astype(np.float64))
+    gate_sum = np.zeros((G, L, E))
+    np.add.at(gate_sum, seq_lang, seq_gate_sum.astype(np.float64))
     tokens = np.bincount(seq_lang, weights=seq_tokens, minlength=G).astype(np.int64)
-    gate_sum = count * (1.0 / k)
 
     data.update(
         count=(("language", "layer", "expert"), count),
@@ -96,6 +102,7 @@ def synthetic_store(
         prob_sum=(("language", "layer", "expert"), prob_sum),
         tokens=(("language",), tokens),
         seq_count=(("sequence", "layer", "expert"), seq_count),
+        seq_gate_sum=(("sequence", "layer", "expert"), seq_gate_sum),
         seq_prob_sum=(("sequence", "layer", "expert"), seq_prob_sum),
         seq_language=(("sequence",), np.array(languages)[seq_lang]),
         seq_tokens=(("sequence",), seq_tokens),

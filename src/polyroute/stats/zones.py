@@ -1,7 +1,9 @@
 """RISE depth zones over MoE layer positions 0..L-1 (callers map them to model layer indices):
-shallow [0, round(0.375 L)), middle [.., round(0.625 L)), deep [.., L), with round half up (Python's
-round() sends 2.5 to 2, which would empty the middle zone of a 4-layer model). The one definition
-that statistics, figures and the RISE selector share.
+shallow [0, round(0.375 L)), middle [.., round(0.625 L)), deep [.., L), with Python's `round` (half to
+even), as the RISE authors' code computes them (METHODS section 5). Half to even differs from half up
+for L = 4 mod 8 (L = 12: shallow [0, 4), not [0, 5)), and leaves a 4-layer model without a middle zone
+(1.5 -> 2, 2.5 -> 2), as it does in their code. The one definition that statistics, figures and the
+RISE selector share.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def rise_zones(n_layers: int, bounds: Sequence[float] = ZONE_BOUNDS) -> list[Zon
     """The three RISE zones of a model with `n_layers` MoE layers (a zone may be empty for tiny models)."""
     if n_layers < 1:
         raise ValueError(f"n_layers={n_layers!r} must be >= 1")
-    b1, b2 = round_half_up(bounds[0] * n_layers), round_half_up(bounds[1] * n_layers)
+    b1, b2 = round(bounds[0] * n_layers), round(bounds[1] * n_layers)  # half to even, as RISE's code
     if not (0 <= b1 <= b2 <= n_layers):
         raise ValueError(f"zone bounds {list(bounds)} must satisfy 0 <= shallow <= middle <= 1")
     return [Zone("shallow", 0, b1), Zone("middle", b1, b2), Zone("deep", b2, n_layers)]
