@@ -51,7 +51,7 @@ def extract_routing(
     from polyroute.models.loading import load_configured_model
     from polyroute.routing.stream import extract_to_store
 
-    table = read_split(data_files, split, dataset)
+    table = read_split(data_files, split, dataset, languages)  # every language has data, before the model loads
     table = table.iloc[interleaved_order(table["language"].tolist(), table["parallel_id"].tolist())]
     if per_language is not None:
         table = table.groupby("language", sort=False).head(per_language)
