@@ -88,4 +88,4 @@ def record_texts(frame: pd.DataFrame, dataset: str) -> list[str]:
         return frame["question"].tolist()
     if kind == kinds.MINIMAL_PAIR:
         return frame["good"].tolist()
-    raise ValueError(f"dataset {dataset!r} has record kind {kind!r}, which has no text to route")
+    raise UserError(f"dataset {dataset!r} has record kind {kind!r}, which has no text to route")

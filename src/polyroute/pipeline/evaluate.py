@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from polyroute.atomic import atomic_write_json, check_replaceable, output_lock, provenance, publish_dir, write_marker
+from polyroute.errors import UserError
 from polyroute.evaluate.tasks import get_task
 from polyroute.pipeline.data import read_records
 
@@ -77,7 +78,7 @@ def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Map
     limit = settings.get("limit")
     unsupported = [language for language in data if not spec.supports(language)]
     if unsupported:
-        raise ValueError(f"task {task} has no items or prompt for {', '.join(unsupported)}")
+        raise UserError(f"task {task} has no items or prompt for {', '.join(unsupported)}")
     frames = {language: read_records(path) for language, path in data.items()}  # fail before loading
     fewshot_split = spec.fewshot_split or spec.test_split
     with output_lock(out):
@@ -127,5 +128,5 @@ def evaluate_variant(*, model: Mapping[str, Any], variant: str, source: str | os
     elif kind == "base":
         chosen = variants.BASE
     else:
-        raise ValueError(f"variant kind {kind!r} is none of base, adapter, intervention")
+        raise UserError(f"variant kind {kind!r} is none of base, adapter, intervention")
     return evaluate(model=model, variant=chosen, task=task, data=data, settings=settings, out=out)
