@@ -18,6 +18,7 @@ import datetime as _dt
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from polyroute.errors import UserError
+
+_log = logging.getLogger(__name__)
 
 MARKER_NAME = ".complete"
 LOCK_SUFFIX = ".lock"
@@ -126,6 +129,10 @@ def _acquire(lock: Path, path: Path) -> int:
             os.close(fd)
             raise UserError(f"{path} is being written by another process ({holder}); wait for it to finish "
                             f"or stop it (lock {lock})") from None
+        except OSError as exc:  # a filesystem without flock (Lustre mounted -o noflock): write unguarded
+            _log.warning("%s: the filesystem does not support locks (%s); concurrent writers are not detected",
+                         lock, exc.strerror)
+            return fd
         try:
             current = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

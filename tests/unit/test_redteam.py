@@ -459,6 +459,21 @@ def test_a_mistyped_local_path_is_not_a_hub_id(tmp_path, step):
     assert not (tmp_path / "out.json").exists()
 
 
+def test_hub_ids_are_not_taken_for_paths():
+    from polyroute.models.checkpoint import local_checkpoint
+
+    assert local_checkpoint("Qwen/Qwen3-30B-A3B") is None and local_checkpoint("gpt2") is None
+    assert local_checkpoint(TINY) == TINY
+
+
+def test_loading_a_mistyped_path_is_one_line_not_a_hub_lookup(tmp_path):
+    from polyroute.models.loading import load_model
+
+    with pytest.raises(UserError) as e:
+        load_model(str(tmp_path / "models" / "typo"), device="cpu")
+    one_line(e, "no checkpoint directory at")
+
+
 def test_a_truncated_weight_file_fails_download_model(tmp_path):
     from polyroute.pipeline.model_info import download_model
 

@@ -25,7 +25,7 @@ def local_checkpoint(model_id: str | os.PathLike) -> Path | None:
         if not path.is_dir():
             raise UserError(f"model.id: {text} is a file, not a checkpoint directory (config.json + *.safetensors)")
         return path
-    if text.startswith(("/", ".", "~")) or text.count("/") != 1 or text.endswith("/"):
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1 or text.endswith("/"):
         raise UserError(f"model.id: no checkpoint directory at {text} (and it is not a hub id org/name); "
                         "fix the path")
     return None

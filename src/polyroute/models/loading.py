@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from polyroute.models.checkpoint import local_checkpoint
 from polyroute.models.remote_code import allowed_remote_code
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ def load_config(model_id_or_path: str, *, revision: str | None = None, trust_rem
     """Only the config (no weights): enough for `describe`."""
     from transformers import AutoConfig
 
+    local_checkpoint(model_id_or_path)  # a mistyped path: one line, not a hub lookup
     trust = allowed_remote_code(model_id_or_path, revision, trust_remote_code)
     return AutoConfig.from_pretrained(model_id_or_path, revision=revision, trust_remote_code=trust)
 
@@ -48,6 +50,7 @@ def load_model(
 
     if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
         raise ValueError(f"dtype {dtype!r} is neither 'auto' nor a torch dtype name (bfloat16, float16, float32)")
+    local_checkpoint(model_id_or_path)  # a mistyped path: one line, not a hub lookup
     trust_remote_code = allowed_remote_code(model_id_or_path, revision, trust_remote_code)
     if untrained_seed is not None:
         model = _untrained_model(model_id_or_path, revision=revision, dtype=dtype, trust_remote_code=trust_remote_code,
