@@ -19,7 +19,7 @@ and the directory is renamed onto ``<path>``.
 Completion marker ``<path>/.complete`` (JSON, written last)::
 
     {"format": "polyroute-store/1", "shapes": {"<var>": [dim sizes], ...},
-     "sha256": "<hex digest of the aggregate arrays' bytes (count, gate_sum, prob_sum, tokens)>",
+     "sha256": "<hex digest of the digested variables' values>", "digested": ["count", ...],
      "created": "<UTC ISO time>"}
 
 ``digested`` lists the variables the digest covers (every one outside ``token``/``sequence``; a marker
