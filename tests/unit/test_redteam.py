@@ -149,6 +149,22 @@ def test_merge_refuses_a_file_at_out(tmp_path, adapter):
     assert out.read_text() == "keep me"
 
 
+def test_merge_refuses_to_write_over_the_adapter_it_reads(adapter):
+    before = tree(adapter)
+    with pytest.raises(UserError) as e:
+        merge(TINY, adapter / DELTA_FILE, adapter)
+    one_line(e, "a polyroute-adapter/1 result")
+    assert tree(adapter) == before
+
+
+def test_any_base_accepts_a_renamed_copy_but_still_checks_its_shapes(tmp_path, adapter, capsys):
+    copy = tmp_path / "copy-of-tiny"
+    shutil.copytree(TINY, copy)
+    cli_line(capsys, ["merge", str(copy), str(adapter), str(tmp_path / "m")], "was trained on")
+    assert main(["merge", str(copy), str(adapter), str(tmp_path / "m"), "--any-base"]) == 0
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
 def test_merge_replaces_its_own_earlier_result(tmp_path, adapter):
     out = tmp_path / "merged"
     merge(TINY, adapter / DELTA_FILE, out)
