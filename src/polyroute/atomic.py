@@ -1,26 +1,40 @@
-"""Atomic writes, completion markers and provenance: what makes a killed job leave nothing trusted.
+"""Atomic writes, completion markers, output locks and provenance: what makes a killed or a second
+writer leave nothing trusted and nothing damaged.
 
 A result is written into a temporary sibling (``<path>.tmp-<pid>``, same directory so the final rename
-stays on one filesystem) and renamed into place only when complete. Directory results (Zarr stores)
-also carry a completion marker, ``<path>/.complete``, written last; readers trust a directory only when
-its marker is there. Leftover temporaries of killed writers are removed by the next writer of the same
-path (Snakemake never runs two jobs writing one output at once, so any other temporary is stale).
+stays on one filesystem) and renamed into place only when complete. Directory results (Zarr stores,
+adapters, evaluations, merged checkpoints) also carry a completion marker, ``<path>/.complete``, written
+last, whose ``format`` names the kind of step that wrote it; readers trust a directory only when its
+marker is there, and a step replaces only an absent path, an empty directory or a directory whose
+marker is of its own kind (``check_replaceable``). A writer holds ``<path>.lock`` (an exclusive
+``flock``, released by the kernel when the process dies) for as long as it writes, so a second writer
+of the same path fails at once; leftover temporaries are removed only when the process that made them
+is gone.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from polyroute.errors import UserError
+
+_log = logging.getLogger(__name__)
+
 MARKER_NAME = ".complete"
+LOCK_SUFFIX = ".lock"
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -30,18 +44,141 @@ def temp_path(path: str | os.PathLike) -> Path:
 
 
 def clean_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Remove ``<path>.tmp-*`` siblings left by killed writers (not this process's own); return them."""
+    """Remove ``<path>.tmp-*`` siblings whose writer process is gone (never a live one's); return them."""
     path = Path(path)
-    mine = temp_path(path)
     removed = []
     if not path.parent.is_dir():
         return removed
     for p in sorted(path.parent.glob(f"{path.name}.tmp-*")):
-        if p == mine:
+        if _writer_alive(p.name.rpartition("-")[2]):
             continue
         _remove(p)
         removed.append(p)
     return removed
+
+
+def _writer_alive(pid_text: str) -> bool:
+    """Whether the process of a temporary's pid suffix runs (this host; an unparsable suffix counts as live)."""
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+_held_locks: dict[Path, int] = {}
+_held_guard = threading.Lock()
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file beside an output: ``<path>.lock``."""
+    path = Path(path)
+    return path.with_name(path.name + LOCK_SUFFIX)
+
+
+@contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive lock ``<path>.lock`` for the block; a UserError at once when another process does.
+
+    Re-entrant within a process. The lock file is removed on release; a process that opened it just
+    before checks after locking that it still holds the file at that name, so removal never lets two in.
+    """
+    key = Path(os.path.abspath(path))
+    with _held_guard:
+        if _held_locks.get(key):
+            _held_locks[key] += 1
+            held_here = True
+        else:
+            held_here = False
+    if held_here:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held_locks[key] -= 1
+        return
+    lock = lock_path(key)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = _acquire(lock, key)
+    with _held_guard:
+        _held_locks[key] = 1
+    try:
+        yield
+    finally:
+        with _held_guard:
+            del _held_locks[key]
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _acquire(lock: Path, path: Path) -> int:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"{path} is being written by another process ({holder}); wait for it to finish "
+                            f"or stop it (lock {lock})") from None
+        except OSError as exc:  # a filesystem without flock (Lustre mounted -o noflock): write unguarded
+            _log.warning("%s: the filesystem does not support locks (%s); concurrent writers are not detected",
+                         lock, exc.strerror)
+            return fd
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+            return fd
+        os.close(fd)  # the previous holder removed the file after we opened it: lock the new one
+
+
+def check_replaceable(path: str | os.PathLike, kind: str) -> None:
+    """UserError unless ``path`` is absent, an empty directory, or a directory whose marker is of ``kind``.
+
+    A step replaces only what a step of its own kind wrote: never a model, a run folder or a file.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise UserError(f"{path} exists and is not a {kind} directory; move it away or choose another output path")
+    if not any(path.iterdir()):
+        return
+    marker = read_marker(path)
+    if marker is None or marker.get("format") != kind:
+        found = f"a {marker['format']} result" if marker and marker.get("format") else "no polyroute marker"
+        raise UserError(f"{path} holds something this step did not write ({found}, expected {kind}); "
+                        "move it away or choose another output path")
+
+
+def publish_dir(work: str | os.PathLike, path: str | os.PathLike, kind: str) -> None:
+    """Rename the finished directory ``work`` (its marker of ``kind`` written) onto ``path``.
+
+    An existing ``path`` of the same kind is moved aside first and deleted after, so ``path`` is at
+    every moment absent, the old result or the complete new one. Hold ``output_lock(path)`` around it.
+    """
+    work, path = Path(work), Path(path)
+    marker = read_marker(work)
+    if marker is None or marker.get("format") != kind:
+        raise RuntimeError(f"{work}: publishing a {kind} result without its completion marker")
+    check_replaceable(path, kind)
+    old = path.with_name(f"{path.name}.tmp-old-{os.getpid()}")
+    if path.exists() or path.is_symlink():
+        os.replace(path, old)
+    os.replace(work, path)
+    _remove(old)
 
 
 def _remove(p: Path) -> None:
@@ -78,29 +215,31 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, kind: str) -> Iterator[Path]:
     """Yield a fresh temporary directory; on normal exit it replaces ``path``, on error it is removed.
 
-    The caller writes everything (marker last) into the yielded directory. An existing ``path`` is
-    moved aside before the rename and deleted after, so ``path`` is at every moment either absent, the
-    old result or the complete new one.
+    The caller writes everything into the yielded directory, last the marker whose ``format`` is
+    ``kind``. The output is locked for the whole block, and a ``path`` holding anything but a result of
+    ``kind`` is refused before any work (``check_replaceable``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(path)
-    tmp = temp_path(path)
-    _remove(tmp)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
+    with output_lock(path):
+        check_replaceable(path, kind)
+        clean_stale_temps(path)
+        tmp = temp_path(path)
         _remove(tmp)
-        raise
-    old = path.with_name(f"{path.name}.tmp-old-{os.getpid()}")
-    if path.exists() or path.is_symlink():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    _remove(old)
+        tmp.mkdir()
+        try:
+            yield tmp
+        except BaseException:
+            _remove(tmp)
+            raise
+        try:
+            publish_dir(tmp, path, kind)
+        except BaseException:
+            _remove(tmp)
+            raise
 
 
 def write_marker(directory: str | os.PathLike, payload: Mapping[str, Any]) -> None:

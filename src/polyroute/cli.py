@@ -88,7 +88,8 @@ def describe(path: str, max_languages: int = 12, max_layers: int = 6, top: int =
     """Readable summary lines of any Zarr result store at ``path``."""
     import xarray as xr
 
-    from polyroute.routing.store import is_complete
+    from polyroute.errors import UserError
+    from polyroute.routing.store import is_complete, verify_store
 
     p = Path(path)
     if not p.exists():
@@ -100,6 +101,11 @@ def describe(path: str, max_languages: int = 12, max_layers: int = 6, top: int =
         except Exception as e:  # noqa: BLE001 - any reason it is not a store is reported the same way
             raise ValueError(f"{path} is not a readable Zarr store ({type(e).__name__}: {e})") from e
     status = "complete" if is_complete(p) else "INCOMPLETE (no valid .complete marker: do not trust it)"
+    if status == "complete":
+        try:
+            verify_store(p, ds)
+        except UserError as e:
+            status = f"DAMAGED ({e})"
     lines = [f"store: {p}  [{status}]", "dims: " + "  ".join(f"{d}={n:,}" for d, n in ds.sizes.items())]
     rows = [[name, "(" + ", ".join(map(str, v.dims)) + ")", str(v.dtype), _nbytes(v.nbytes)]
             for name, v in sorted(ds.data_vars.items())]
@@ -148,16 +154,19 @@ def _merge_args(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("base", help="the base model: hub id or local checkpoint directory")
     p.add_argument("adapter", help="an adapter directory (results/<run>/adapters/<method>/<target>) or its delta.safetensors")
     p.add_argument("out", help="directory for the full merged checkpoint (safetensors)")
-    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the base checkpoint")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow code shipped with the base checkpoint (runs only for an architecture transformers "
+                        "does not implement, after a warning naming the files)")
+    p.add_argument("--any-base", action="store_true",
+                   help="accept a base named differently from the one the delta was trained on (a local copy of "
+                        "it); its tensor shapes must still match")
 
     def run(args: argparse.Namespace) -> int:
         from polyroute.train import merge
+        from polyroute.train.artifacts import read_adapter
 
-        delta = Path(args.adapter)
-        delta = delta / "delta.safetensors" if delta.is_dir() else delta
-        if not delta.is_file():
-            raise ValueError(f"no delta at {delta}")
-        print(merge(args.base, delta, args.out, trust_remote_code=args.trust_remote_code))
+        delta, _, _ = read_adapter(args.adapter)  # marker, file and values checked before any model loads
+        print(merge(args.base, delta, args.out, trust_remote_code=args.trust_remote_code, any_base=args.any_base))
         return 0
 
     return run
@@ -198,11 +207,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except ValueError as e:
-        print(f"polyroute {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `polyroute inspect x | head`
         return 0
+    except (ValueError, OSError) as e:  # bad input or files: one line; anything else is a bug, traceback kept
+        print(f"polyroute {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def one_line(error: BaseException) -> str:
+    """An anticipated error as one line: an OS error names its file, multi-line messages are joined."""
+    if isinstance(error, OSError) and error.filename is not None:
+        text = f"{error.filename}: {error.strerror or error}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -18,10 +18,12 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
+from polyroute.errors import UserError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration problem, reported as one line that names the key."""
 
 

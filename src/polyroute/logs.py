@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from polyroute.errors import UserError
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -35,7 +37,11 @@ def _descriptors_to(stream) -> Iterator[None]:
 def log_to(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
     """Send logging, warnings, stdout and stderr (tqdm, tracebacks, subprocesses) of the block to
     `path` (and keep the console when no path is given), so every job leaves its whole story in
-    logs/<run>/<rule>/."""
+    logs/<run>/<rule>/.
+
+    A `UserError` (bad input the user can fix) ends the job with one line, in the log and on the
+    console, and exit status 1; any other exception is a bug: its traceback goes to the log and it
+    propagates."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if path is None:
@@ -55,8 +61,12 @@ def log_to(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
         logging.captureWarnings(True)
         old_streams = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = stream
+        failed = None
         try:
             yield logging.getLogger("polyroute")
+        except UserError as exc:
+            failed = " ".join(str(exc).split())
+            logging.getLogger("polyroute").error("error: %s", failed)
         except BaseException:
             logging.getLogger("polyroute").exception("step failed")
             raise
@@ -64,3 +74,5 @@ def log_to(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
             sys.stdout, sys.stderr = old_streams
             logging.captureWarnings(False)
             root.removeHandler(handler)
+    if failed is not None:
+        raise SystemExit(f"error: {failed} (log: {path})")

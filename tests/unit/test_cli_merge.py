@@ -9,14 +9,18 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from polyroute.cli import main
-from polyroute.train.artifacts import save_delta
+from adapter_files import finished_adapter
 
 MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "polyroute-tiny-qwen3moe"
 NAME = "model.layers.2.mlp.experts.gate_up_proj"
 
 
+def _model(path: Path):
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
+
+
 def _params(path: Path) -> dict[str, torch.Tensor]:
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
+    model = _model(path)
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
@@ -24,9 +28,7 @@ def test_merge_changes_exactly_the_delta_rows(tmp_path: Path) -> None:
     base = _params(MODEL)
     rows = torch.tensor([1, 5])
     delta = torch.full((2, *base[NAME].shape[1:]), 0.5)
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    save_delta(adapter / "delta.safetensors", {NAME: (rows, delta)})
+    adapter = finished_adapter(tmp_path / "adapter", _model(MODEL), MODEL, {NAME: (rows, delta)})
     assert main(["merge", str(MODEL), str(adapter), str(tmp_path / "merged")]) == 0
     merged = _params(tmp_path / "merged")
     assert set(merged) == set(base)
@@ -43,5 +45,5 @@ def test_merge_changes_exactly_the_delta_rows(tmp_path: Path) -> None:
 
 def test_merge_without_delta_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["merge", str(MODEL), str(tmp_path), str(tmp_path / "out")]) == 2
-    assert "no delta at" in capsys.readouterr().err
+    assert "no trained delta at" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from polyroute.errors import UserError
 from polyroute import data as D
 from polyroute import languages as L
 from polyroute.data import records as R
@@ -155,7 +156,7 @@ def test_language_not_in_dataset_before_download(no_load):
 
 
 def test_missing_local_file_names_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"mgsm/sw/test\.jsonl"):
+    with pytest.raises(UserError, match=r"mgsm/sw/test\.jsonl"):
         D.load_records("mgsm", "swh_Latn", local_dir=tmp_path)
 
 

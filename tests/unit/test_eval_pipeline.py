@@ -163,17 +163,15 @@ def test_gains_against_base_and_both_random_baselines_by_hand(tmp_path: Path) ->
 def test_adapter_variant_changes_the_model_and_restores_it_bit_for_bit(tmp_path: Path) -> None:
     import torch
     from polyroute.evaluate.variants import adapter_variant
+    from adapter_files import finished_adapter
     from polyroute.models.loading import load_model
-    from polyroute.train.artifacts import save_delta
 
     model, tok = load_model(str(DEMO_MODEL), dtype="float32", device="cpu")
     name = next(n for n, p in model.named_parameters() if "experts.gate_up_proj" in n)
     base = dict(model.named_parameters())[name]
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
     rows = torch.tensor([1, 3])
     delta = torch.full((2, *base.shape[1:]), 0.5)
-    save_delta(adapter / "delta.safetensors", {name: (rows, delta)})
+    adapter = finished_adapter(tmp_path / "adapter", model, DEMO_MODEL, {name: (rows, delta)})
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ids = torch.tensor([tok.encode("Pengwini wafalme huishi Antaktika.")])
     with torch.no_grad():
@@ -203,7 +201,7 @@ def test_evaluate_writes_one_result_per_language_with_the_schema(tmp_path: Path)
     settings = {"batch_size": 8, "max_new_tokens": 8, "bootstrap": 100, "seed": 0, "limit": 3, "num_fewshot": 1}
     evaluate(model={"id": str(DEMO_MODEL), "dtype": "float32"}, variant=BASE, task="belebele", data=data,
              settings=settings, out=out)
-    assert sorted(p.name for p in out.iterdir()) == ["eng_Latn.json", "swh_Latn.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".complete", "eng_Latn.json", "swh_Latn.json"]
     assert not Path(f"{out}.partial").exists()
     result = json.loads((out / "swh_Latn.json").read_text())
     for key in ("model", "variant", "task", "language", "harness_task", "n_items", "metrics", "ci95", "settings",

@@ -179,8 +179,11 @@ def test_rewrite_replaces_incomplete_store_and_stale_temps(tmp_path):
     path = tmp_path / "r.zarr"
     ds = to_dataset(synthetic_shard(), {})
     write_store(ds, path)
-    (path / MARKER_NAME).unlink()  # as if a writer died before the marker
-    stale = tmp_path / "r.zarr.tmp-999999"
+    marker = json.loads((path / MARKER_NAME).read_text())
+    marker["shapes"]["count"] = [0]  # a store's marker that no longer matches its arrays
+    (path / MARKER_NAME).write_text(json.dumps(marker))
+    assert not is_complete(path)
+    stale = tmp_path / "r.zarr.tmp-999999"  # no such process: a killed writer's leftover
     stale.mkdir()
     (stale / "junk").write_text("x")
     write_store(ds, path)

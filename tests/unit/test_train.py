@@ -14,6 +14,7 @@ from polyroute.models import get_adapter
 from polyroute.models.tiny import tiny_config, tiny_model, tiny_tokenizer
 from polyroute.train import (TrainSettings, apply_delta, attach_deltas, build_plan, delta_parameters, detach_deltas,
                              experts_by_layer, load_delta, merge, save_delta)
+from polyroute.train.artifacts import base_record
 from polyroute.train.data import BatchOrder, collate, lr_factor, tokenize_texts
 
 torch.set_num_threads(1)
@@ -165,7 +166,8 @@ def test_merge_writes_a_loadable_full_checkpoint(tmp_path):
     tiny_tokenizer().save_pretrained(tmp_path / "base")
     name = "model.layers.1.mlp.experts.gate_up_proj"
     d = torch.randn(1, *model.get_parameter(name).shape[1:])
-    save_delta(tmp_path / "delta.safetensors", {name: (torch.tensor([2]), d)})
+    save_delta(tmp_path / "delta.safetensors", {name: (torch.tensor([2]), d)},
+               base_record(model, tmp_path / "base", None, [name]))
     merge(tmp_path / "base", tmp_path / "delta.safetensors", tmp_path / "merged")
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", use_safetensors=True)
     expected = model.get_parameter(name).detach().clone()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -201,3 +202,25 @@ def test_zero_buckets_are_sized_to_the_trainable_elements_up_to_deepspeeds_defau
     assert small == {"stage": 2, "reduce_bucket_size": 12_345, "allgather_bucket_size": 12_345}
     large = deepspeed_config(s, torch.float32, trainable=3 * DEEPSPEED_BUCKET)["zero_optimization"]
     assert large["reduce_bucket_size"] == large["allgather_bucket_size"] == DEEPSPEED_BUCKET == 500_000_000
+
+
+def test_checkpoints_resume_only_for_the_same_settings_and_data(base_dir, tmp_path, caplog):
+    """Issue 19: a rerun with another lr (or other texts) discards the old run's checkpoints, with a log line."""
+    from polyroute.train import train_subnetwork
+
+    out = tmp_path / "out"
+    settings = {**SETTINGS, "keep_checkpoints": True}  # 8 steps, checkpoints after 2, 4 and 6
+    assert train_subnetwork(base_dir, SUBNET, TEXTS, out, settings).resumed_from == 0
+    with caplog.at_level(logging.WARNING, logger="polyroute.train.loop"):
+        changed = train_subnetwork(base_dir, SUBNET, TEXTS, out, {**settings, "lr": 2e-3})
+    assert changed.resumed_from == 0
+    lines = [r.getMessage() for r in caplog.records if "discarding the checkpoints" in r.getMessage()]
+    assert len(lines) == 1 and "lr 0.001 -> 0.002" in lines[0]
+    assert json.loads((out / "settings.json").read_text())["lr"] == 2e-3
+    # the same settings resume, as before
+    assert train_subnetwork(base_dir, SUBNET, TEXTS, out, {**settings, "lr": 2e-3}).resumed_from == 6
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="polyroute.train.loop"):
+        other_texts = train_subnetwork(base_dir, SUBNET, TEXTS[::-1], out, {**settings, "lr": 2e-3})
+    assert other_texts.resumed_from == 0
+    assert any("texts changed" in r.getMessage() for r in caplog.records)

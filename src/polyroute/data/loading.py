@@ -12,6 +12,7 @@ import pandas as pd
 from polyroute.atomic import atomic_write_bytes
 from polyroute.data import records as R
 from polyroute.data.registry import DatasetSpec, RowContext, get_spec
+from polyroute.errors import UserError
 
 __all__ = ["local_path", "load_records", "download", "write_parquet_atomic"]
 
@@ -36,12 +37,31 @@ def _load_source(spec: DatasetSpec, language: str, split: str, local_dir: str | 
         return datasets.load_dataset(spec.hf_id, spec.hf_config(language), split=split, token=token)
     path = local_path(local_dir, spec, language, split)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise UserError(
             f"no local file {path} for {spec.name}/{language}/{split} "
             f"(expected layout <local_dir>/<dataset>/<hf_config>/<split>.jsonl)"
         )
+    check_json_lines(path)
     # Same `datasets` code path as the Hub: a Dataset of rows in the source schema.
     return datasets.load_dataset("json", data_files=str(path), split="train")
+
+
+def check_json_lines(path: Path) -> None:
+    """UserError naming the file (and line) unless every non-blank line is a JSON object and there is one."""
+    rows = 0
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise UserError(f"{path}: line {number} is not JSON ({exc}); fix or regenerate the file") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}: line {number} is not a JSON object; fix or regenerate the file")
+            rows += 1
+    if rows == 0:
+        raise UserError(f"{path}: empty (no records); fix or regenerate the file")
 
 
 def load_records(name: str, language: str, *, split: str | None = None,
@@ -65,7 +85,12 @@ def load_records(name: str, language: str, *, split: str | None = None,
     for row in source:
         if spec.row_filter is not None and not spec.row_filter(row, code):
             continue
-        out.append(spec.convert(row, RowContext(index=len(out), language=language, split=split)))
+        try:
+            out.append(spec.convert(row, RowContext(index=len(out), language=language, split=split)))
+        except (KeyError, ValueError) as exc:
+            problem = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise UserError(f"{name}/{language}/{split}: record {len(out)} (source {local_dir or spec.hf_id}): {problem}; "
+                            "fix the data or its dataset definition") from None
         if max_items is not None and len(out) >= max_items:
             break
     if not out:

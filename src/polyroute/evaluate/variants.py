@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +43,10 @@ BASE = Variant("base", "base", None, lambda model: contextlib.nullcontext(model)
 def _adapter_context(delta_path: Path) -> Callable[[Any], contextlib.AbstractContextManager]:
     @contextlib.contextmanager
     def applied(model: Any) -> Iterator[Any]:
-        from polyroute.train.artifacts import apply_delta, load_delta
+        from polyroute.train.artifacts import apply_delta, check_base_shapes, load_delta
 
-        deltas, _ = load_delta(delta_path)
+        deltas, meta = load_delta(delta_path)
+        check_base_shapes(model, delta_path, meta)
         params = dict(model.named_parameters())
         missing = [name for name in deltas if name not in params]
         if missing:
@@ -67,11 +68,15 @@ def _adapter_context(delta_path: Path) -> Callable[[Any], contextlib.AbstractCon
     return applied
 
 
-def adapter_variant(name: str, adapter_dir: str | os.PathLike) -> Variant:
-    """The base model with a trained delta (``<adapter_dir>/delta.safetensors``) added in memory."""
-    path = Path(adapter_dir) / "delta.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"variant {name}: no trained delta at {path}")
+def adapter_variant(name: str, adapter_dir: str | os.PathLike, model: Mapping[str, Any] | None = None) -> Variant:
+    """The base model with a trained delta (``<adapter_dir>/delta.safetensors``) added in memory.
+
+    The adapter is read and checked here, before any model loads (`polyroute.train.artifacts.read_adapter`):
+    its marker, its values and, given the config's `model` block, the base model it was trained on."""
+    from polyroute.train.artifacts import read_adapter
+
+    model_id = None if model is None else model["id"]
+    path, _, _ = read_adapter(adapter_dir, model_id, None if model is None else model.get("revision"))
     return Variant(name, "adapter", str(Path(adapter_dir)), _adapter_context(path))
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 import torch
 
+from polyroute.models.checkpoint import local_checkpoint
+from polyroute.models.remote_code import allowed_remote_code
+
 log = logging.getLogger(__name__)
 
 
@@ -21,7 +24,9 @@ def load_config(model_id_or_path: str, *, revision: str | None = None, trust_rem
     """Only the config (no weights): enough for `describe`."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(model_id_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    local_checkpoint(model_id_or_path)  # a mistyped path: one line, not a hub lookup
+    trust = allowed_remote_code(model_id_or_path, revision, trust_remote_code)
+    return AutoConfig.from_pretrained(model_id_or_path, revision=revision, trust_remote_code=trust)
 
 
 def load_model(
@@ -45,6 +50,8 @@ def load_model(
 
     if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
         raise ValueError(f"dtype {dtype!r} is neither 'auto' nor a torch dtype name (bfloat16, float16, float32)")
+    local_checkpoint(model_id_or_path)  # a mistyped path: one line, not a hub lookup
+    trust_remote_code = allowed_remote_code(model_id_or_path, revision, trust_remote_code)
     if untrained_seed is not None:
         model = _untrained_model(model_id_or_path, revision=revision, dtype=dtype, trust_remote_code=trust_remote_code,
                                  attn_implementation=attn_implementation,
@@ -71,7 +78,8 @@ def load_tokenizer(model_id_or_path: str, *, revision: str | None = None, trust_
     """The checkpoint's tokenizer, with a pad token for batching."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_id_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    trust = allowed_remote_code(model_id_or_path, revision, trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(model_id_or_path, revision=revision, trust_remote_code=trust)
     if tokenizer.pad_token_id is None:
         # batching needs a pad id; padded positions are masked out, so any id works
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.convert_ids_to_tokens(0)

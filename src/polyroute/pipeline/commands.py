@@ -130,14 +130,21 @@ def run_step(step: str, args: argparse.Namespace) -> Any:
         from polyroute.config import validate
 
         kwargs["run_config"] = validate(kwargs["run_config"])
+    if isinstance(kwargs.get("model"), Mapping):  # a model block as the config has it, defaults filled
+        from polyroute.config import schema_defaults
+        from polyroute.errors import UserError
+
+        if "id" not in kwargs["model"]:
+            raise UserError("--model: the model block needs an 'id' (hub id or checkpoint directory)")
+        kwargs["model"] = {**schema_defaults("model"), **kwargs["model"]}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return func(**kwargs)
 
 
 def describe_step(step: str) -> str:
-    """The first line of the step function's docstring."""
+    """The first paragraph of the step function's docstring, as one line (a sentence never cut)."""
     doc = inspect.getdoc(step_function(step)) or step
-    return doc.splitlines()[0]
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def step_command(step: str) -> Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:

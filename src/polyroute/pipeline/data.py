@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from polyroute.data import get_spec, load_records, write_parquet_atomic
+from polyroute.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,35 @@ def download_dataset(
     )
 
 
-def read_split(paths: Sequence[str | os.PathLike], split: str | None, dataset: str) -> pd.DataFrame:
-    """The records of one split from the parquet files of several languages, in the given order."""
+def read_records(path: str | os.PathLike) -> pd.DataFrame:
+    """The records of one language's parquet file; UserError naming the file when it is missing, unreadable or empty."""
+    if not Path(path).is_file():
+        raise UserError(f"no data file at {path}; run download_dataset for it first")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise UserError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc}); delete it and rerun "
+                        "download_dataset") from None
+    if frame.empty or "split" not in frame.columns:
+        raise UserError(f"{path}: {'no records' if frame.empty else 'no split column'}; delete it and rerun download_dataset")
+    return frame
+
+
+def read_split(paths: Sequence[str | os.PathLike], split: str | None, dataset: str,
+               languages: Sequence[str] | None = None) -> pd.DataFrame:
+    """The records of one split from the parquet files of several languages, in the given order.
+
+    With `languages`, each of them must have records in that split (UserError naming the first that has none)."""
     name = get_spec(dataset).check_split(split)
-    frames = [pd.read_parquet(path) for path in paths]
+    frames = [read_records(path) for path in paths]
     table = pd.concat(frames, ignore_index=True)
-    return table[table["split"] == name].reset_index(drop=True)
+    table = table[table["split"] == name].reset_index(drop=True)
+    present = set(table["language"]) if "language" in table else set()
+    for language in languages or ():
+        if language not in present:
+            raise UserError(f"language {language} has no records in split {name!r} of {dataset} ({', '.join(map(str, paths))}); "
+                            "remove it from the config's languages or fix its data file")
+    return table
 
 
 def record_texts(frame: pd.DataFrame, dataset: str) -> list[str]:
@@ -64,4 +88,4 @@ def record_texts(frame: pd.DataFrame, dataset: str) -> list[str]:
         return frame["question"].tolist()
     if kind == kinds.MINIMAL_PAIR:
         return frame["good"].tolist()
-    raise ValueError(f"dataset {dataset!r} has record kind {kind!r}, which has no text to route")
+    raise UserError(f"dataset {dataset!r} has record kind {kind!r}, which has no text to route")

@@ -3,8 +3,9 @@
 Writes ``<out>/<language>.json`` per language (one result schema for every variant x task x
 language: model, variant, task, n items, metrics with 95% bootstrap intervals, settings and per-item
 records as lm-eval's ``--log_samples``). The files are written into ``<out>.partial/`` and the
-directory is renamed onto `out` only when every language is done, so a killed job leaves nothing a
-rerun would trust.
+directory, its marker (``EVAL_FORMAT``) last, is renamed onto `out` only when every language is done,
+so a killed job leaves nothing a rerun would trust; `<out>.lock` keeps a second evaluator of the same
+output out, and `out` is replaced only when it holds an earlier evaluation.
 """
 
 from __future__ import annotations
@@ -19,15 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from polyroute.atomic import atomic_write_json, provenance
+from polyroute.atomic import atomic_write_json, check_replaceable, output_lock, provenance, publish_dir, write_marker
+from polyroute.errors import UserError
 from polyroute.evaluate.tasks import get_task
+from polyroute.pipeline.data import read_records
 
 if TYPE_CHECKING:
     from polyroute.evaluate.variants import Variant
 
 log = logging.getLogger(__name__)
 
-__all__ = ["task_settings", "task_items", "evaluate", "evaluate_variant"]
+__all__ = ["EVAL_FORMAT", "task_settings", "task_items", "evaluate", "evaluate_variant"]
+
+EVAL_FORMAT = "polyroute-eval/1"  # an evaluation directory's marker
 
 
 def task_settings(evaluation: Mapping[str, Any], task: str) -> dict[str, Any]:
@@ -66,7 +71,7 @@ def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Map
 
     `model` is the config's model block; `loaded` an already loaded (model, tokenizer) to reuse.
     """
-    from polyroute.evaluate.runner import EvalSettings, run_task  # torch: only where a model runs
+    from polyroute.evaluate.runner import EvalSettings  # torch: only where a model runs
 
     spec = get_task(task)
     options = {k: v for k, v in settings.items() if k != "limit"}
@@ -74,16 +79,27 @@ def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Map
     limit = settings.get("limit")
     unsupported = [language for language in data if not spec.supports(language)]
     if unsupported:
-        raise ValueError(f"task {task} has no items or prompt for {', '.join(unsupported)}")
-    frames = {language: pd.read_parquet(path) for language, path in data.items()}  # fail before loading
+        raise UserError(f"task {task} has no items or prompt for {', '.join(unsupported)}")
+    frames = {language: read_records(path) for language, path in data.items()}  # fail before loading
     fewshot_split = spec.fewshot_split or spec.test_split
-    if loaded is None:
-        from polyroute.models.loading import load_configured_model
+    with output_lock(out):
+        check_replaceable(out, EVAL_FORMAT)
+        if loaded is None:
+            from polyroute.models.loading import load_configured_model
 
-        loaded = load_configured_model(model)
+            loaded = load_configured_model(model)
+        _run_languages(model, variant, task, spec, frames, settings, run_settings, limit, fewshot_split, loaded, out)
+    return Path(out)
+
+
+def _run_languages(model, variant, task, spec, frames, settings, run_settings, limit, fewshot_split, loaded,
+                   out) -> None:
+    """Every language into ``<out>.partial/`` (held under the output's lock), then published onto `out`."""
+    from polyroute.evaluate.runner import run_task
+
     net, tokenizer = loaded
     work = Path(f"{out}.partial")
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)  # a killed run's: the lock says no live writer has it
     work.mkdir(parents=True)
     with variant.applied(net):
         for language, frame in frames.items():
@@ -95,11 +111,8 @@ def evaluate(*, model: Mapping[str, Any], variant: Variant, task: str, data: Map
             record = provenance(model=model["id"], model_revision=model.get("revision"), variant=variant.describe(),
                                 settings=dict(settings), **result)
             atomic_write_json(work / f"{language}.json", _jsonable(record))
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
-    return out
+    write_marker(work, {"format": EVAL_FORMAT, "variant": variant.name, "task": task, "languages": list(frames)})
+    publish_dir(work, out, EVAL_FORMAT)
 
 
 def evaluate_variant(*, model: Mapping[str, Any], variant: str, source: str | os.PathLike | None, kind: str,
@@ -110,11 +123,11 @@ def evaluate_variant(*, model: Mapping[str, Any], variant: str, source: str | os
     from polyroute.evaluate import variants
 
     if kind == "adapter":
-        chosen = variants.adapter_variant(variant, source)
+        chosen = variants.adapter_variant(variant, source, model=model)
     elif kind == "intervention":
         chosen = variants.intervention_variant(variant, source, strength)
     elif kind == "base":
         chosen = variants.BASE
     else:
-        raise ValueError(f"variant kind {kind!r} is none of base, adapter, intervention")
+        raise UserError(f"variant kind {kind!r} is none of base, adapter, intervention")
     return evaluate(model=model, variant=chosen, task=task, data=data, settings=settings, out=out)

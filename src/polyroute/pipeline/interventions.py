@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from polyroute.atomic import atomic_write_json, utc_now
+from polyroute.errors import UserError
 from polyroute.interventions import expert_sets
 from polyroute.interventions.experiments import Experiment
 from polyroute.interventions.kinds import VARIANT_PREFIX
@@ -51,7 +52,7 @@ def _recipe(settings: Mapping[str, Any], routing, task_routing, layers: list[int
         mask, scores = expert_sets.exclusive_experts(routing, language, layers, settings["affinity_top_m"],
                                                      settings["exclusive_threshold"])
         return mask, scores, "affinity"
-    raise ValueError(f"recipe {recipe!r} has no store-based expert set")
+    raise UserError(f"recipe {recipe!r} has no store-based expert set")
 
 
 def build_expert_set(*, settings: Mapping[str, Any], routing: str | os.PathLike, model_info: str | os.PathLike,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from polyroute.atomic import atomic_write_json
 from polyroute.config import ConfigError, check_against_model
+from polyroute.models.checkpoint import check_local_checkpoint, local_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,11 @@ def check_remote_code(model: Mapping[str, Any]) -> None:
     """A checkpoint whose architecture is not in transformers needs trust_remote_code: say so in one line."""
     from transformers import CONFIG_MAPPING, PretrainedConfig
 
-    raw, _ = PretrainedConfig.get_config_dict(model["id"], revision=model.get("revision"))
+    try:
+        raw, _ = PretrainedConfig.get_config_dict(model["id"], revision=model.get("revision"))
+    except OSError as exc:
+        raise ConfigError(f"config error: 'model.id': cannot read the config of {model['id']} (revision "
+                          f"{model.get('revision')}): {str(exc).splitlines()[0]}") from None
     model_type = raw.get("model_type")
     if model_type in CONFIG_MAPPING or model["trust_remote_code"]:
         return
@@ -36,9 +40,15 @@ def check_remote_code(model: Mapping[str, Any]) -> None:
 
 def model_info(model: Mapping[str, Any], out: str | os.PathLike,
                run_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Describe the model from its config, check `run_config` against it and write `out` (JSON)."""
+    """Describe the model from its config, check `run_config` against it and write `out` (JSON).
+
+    A local checkpoint is checked first (config, weights, their headers), so a broken one fails here
+    rather than in the GPU jobs."""
     from polyroute.models import describe, load_config
 
+    local = local_checkpoint(model["id"])
+    if local is not None:
+        check_local_checkpoint(local)
     check_remote_code(model)
     hf_config = load_config(model["id"], revision=model.get("revision"), trust_remote_code=model["trust_remote_code"])
     try:
@@ -57,10 +67,13 @@ def model_info(model: Mapping[str, Any], out: str | os.PathLike,
 def download_model(model: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Any]:
     """Fetch a hub model's weights into the Hugging Face cache and record where they are (JSON at `out`).
 
-    A local checkpoint directory is recorded as it is; nothing is fetched."""
-    if Path(model["id"]).exists():
-        path = str(Path(model["id"]).resolve())
-        log.info("model %s is a local checkpoint: nothing to fetch", model["id"])
+    A local checkpoint directory is checked (config, weights, their headers) and recorded as it is;
+    nothing is fetched."""
+    local = local_checkpoint(model["id"])
+    if local is not None:
+        files = check_local_checkpoint(local)
+        path = str(local.resolve())
+        log.info("model %s is a local checkpoint (%d weight files, headers read): nothing to fetch", model["id"], len(files))
     else:
         from huggingface_hub import snapshot_download
 

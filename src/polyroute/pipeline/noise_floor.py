@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from polyroute.atomic import atomic_write_text
+from polyroute.errors import UserError
 from polyroute.pipeline.stats import configured_stats
 from polyroute.plots.noise_floor import plot_noise_floor
 from polyroute.routing.store import open_store
@@ -35,7 +36,7 @@ def noise_floor(*, stats: str | os.PathLike, untrained: Sequence[str | os.PathLi
         routing = open_store(path)
         differ = [k for k in _SAME if k in model.attrs and str(routing.attrs.get(k)) != str(model.attrs[k])]
         if differ:
-            raise ValueError(f"{path}: {differ[0]} is {routing.attrs.get(differ[0])!r}, the statistics' is "
+            raise UserError(f"{path}: {differ[0]} is {routing.attrs.get(differ[0])!r}, the statistics' is "
                              f"{model.attrs[differ[0]]!r}: not the same model or text")
         floors.append(configured_stats(routing, settings, reference))
         log.info("untrained statistics of %s (seed %s)", path, routing.attrs.get("untrained_seed"))

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from polyroute.atomic import config_hash, provenance
+from polyroute.errors import UserError
 from polyroute.pipeline.data import read_split, record_texts
 from polyroute.routing.shards import gather, interleaved_order, shard_indices
 
@@ -51,13 +52,13 @@ def extract_routing(
     from polyroute.models.loading import load_configured_model
     from polyroute.routing.stream import extract_to_store
 
-    table = read_split(data_files, split, dataset)
+    table = read_split(data_files, split, dataset, languages)  # every language has data, before the model loads
     table = table.iloc[interleaved_order(table["language"].tolist(), table["parallel_id"].tolist())]
     if per_language is not None:
         table = table.groupby("language", sort=False).head(per_language)
     part = table.iloc[shard_indices(len(table), shards, shard)]
     if part.empty:
-        raise ValueError(f"shard {shard} of {shards} is empty: extraction.shards exceeds the {len(table)} sequences")
+        raise UserError(f"shard {shard} of {shards} is empty: extraction.shards exceeds the {len(table)} sequences")
     log.info("shard %d/%d: %d of %d sequences", shard, shards, len(part), len(table))
     net, tokenizer = load_configured_model(model, device=device, untrained_seed=untrained_seed)
     adapter = get_adapter(net)

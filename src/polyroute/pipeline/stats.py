@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
+from polyroute.errors import UserError
 from polyroute.routing.store import open_store, write_store
 from polyroute.stats.compute import compute_stats, tables, write_tables
 
@@ -21,7 +22,7 @@ def read_scores(path: str | os.PathLike) -> dict[str, float]:
     frame = pd.read_csv(path)
     missing = {"language", "score"} - set(frame.columns)
     if missing:
-        raise ValueError(f"scores file {path} lacks column(s) {sorted(missing)} (expected language,score)")
+        raise UserError(f"scores file {path} lacks column(s) {sorted(missing)} (expected language,score)")
     return dict(zip(frame["language"].astype(str), frame["score"].astype(float)))
 
 
@@ -57,5 +58,5 @@ def routing_figures(stats_path: str | os.PathLike, *, expected: Mapping[str, str
                        similarity_layers=heatmap_layers)
     missing = sorted(set(expected) - set(written))
     if missing:
-        raise ValueError(f"the statistics lack the data for figure(s) {missing}")
+        raise UserError(f"the statistics lack the data for figure(s) {missing}")
     log.info("drew %d figures into %s", len(written), out_dir)

@@ -14,6 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from polyroute.atomic import atomic_write_text
+from polyroute.errors import UserError
 from polyroute.evaluate.compare import gains, load_results, read_results
 from polyroute.routing.store import open_store
 from polyroute.stats.zones import rise_zones
@@ -113,7 +114,7 @@ def write_scores(result_dir: str | os.PathLike, *, metric: str, out: str | os.Pa
     table = read_results([result_dir])
     rows = table[table["metric"] == metric]
     if rows.empty:
-        raise ValueError(f"{result_dir}: no metric {metric!r} (has {', '.join(sorted(set(table['metric'])))})")
+        raise UserError(f"{result_dir}: no metric {metric!r} (has {', '.join(sorted(set(table['metric'])))})")
     scores = rows[["language", "value"]].rename(columns={"value": "score"})
     atomic_write_text(out, scores.to_csv(index=False, float_format="%.6g"))
     return scores

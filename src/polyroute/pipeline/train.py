@@ -2,7 +2,9 @@
 
 Training runs in `<out>.partial/`, which Snakemake does not own, so the DeepSpeed checkpoints in it
 survive a killed job (Snakemake deletes the declared output of an incomplete job before a rerun);
-a rerun resumes from them, and only the finished adapter is renamed onto `<out>`.
+a rerun resumes from them when they were made by the same settings, subnetwork and data, and only
+the finished adapter is renamed onto `<out>`. The job holds `<out>.lock` throughout, so a second
+trainer of the same adapter fails at once instead of sharing `<out>.partial/`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from polyroute.atomic import check_replaceable, output_lock, publish_dir
 from polyroute.pipeline.data import read_split, record_texts
 from polyroute.select import read_subnetwork
+from polyroute.train.artifacts import ADAPTER_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,7 @@ def loop_settings(training: Mapping[str, Any], model: Mapping[str, Any]) -> dict
     settings = {key: value for key, value in training.items() if key not in _NOT_LOOP}
     settings["dtype"] = model["dtype"]
     settings["trust_remote_code"] = model["trust_remote_code"]
+    settings["revision"] = model.get("revision")
     return settings
 
 
@@ -58,14 +63,13 @@ def train_subnetwork(*, model: Mapping[str, Any], subnetwork: str | os.PathLike,
     work = Path(f"{out}.partial")
     log.info("%s/%s: %d experts, %d texts, work dir %s", sub["method"], sub["target"], len(sub["experts"]),
              len(texts), work)
-    if settings["gpus"] > 1:
-        _launch(settings["gpus"], model["id"], subnetwork, texts, work, options)
-    else:
-        from polyroute.train.loop import train_subnetwork as run_loop
+    with output_lock(out):
+        check_replaceable(out, ADAPTER_FORMAT)
+        if settings["gpus"] > 1:
+            _launch(settings["gpus"], model["id"], subnetwork, texts, work, options)
+        else:
+            from polyroute.train.loop import train_subnetwork as run_loop
 
-        run_loop(model["id"], sub, texts, work, options)
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
+            run_loop(model["id"], sub, texts, work, options)
+        publish_dir(work, out, ADAPTER_FORMAT)
     log.info("adapter written to %s", out)

@@ -20,7 +20,8 @@ import numpy as np
 import xarray as xr
 
 from polyroute.atomic import utc_now
-from polyroute.routing.store import StoreWriter, check_store_invariant, is_complete
+from polyroute.errors import UserError
+from polyroute.routing.store import StoreWriter, check_store_invariant, is_complete, verify_store
 
 # attrs every shard of one store must agree on (config_hash may differ when only unrelated settings
 # changed between shard runs; the gathered store records the caller's attrs)
@@ -58,8 +59,10 @@ def _open_shards(shard_paths: Sequence[str | os.PathLike]) -> list[xr.Dataset]:
     shards = []
     for p in shard_paths:
         if not is_complete(p):
-            raise ValueError(f"shard store {p} is incomplete (no valid .complete marker); rerun its extraction")
+            raise UserError(f"shard store {p} is {'incomplete (no valid .complete marker)' if Path(p).exists() else 'missing'}; "
+                            "rerun its extraction")
         shards.append(xr.open_zarr(p, consolidated=True))
+        verify_store(p, shards[-1])
     return shards
 
 

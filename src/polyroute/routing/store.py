@@ -22,11 +22,14 @@ and the directory is renamed onto ``<path>``.
 Completion marker ``<path>/.complete`` (JSON, written last)::
 
     {"format": "polyroute-store/1", "shapes": {"<var>": [dim sizes], ...},
-     "sha256": "<hex digest of the aggregate arrays' bytes (count, gate_sum, prob_sum, tokens)>",
+     "sha256": "<hex digest of the digested variables' values>", "digested": ["count", ...],
      "created": "<UTC ISO time>"}
 
-``is_complete(path)`` trusts a store only if the marker parses and every array's shape on disk matches
-``shapes``. A store without a valid marker is garbage: the next ``write_store`` replaces it.
+``digested`` lists the variables the digest covers (every one outside ``token``/``sequence``; a marker
+without it covers the aggregates). ``is_complete(path)`` trusts a store only if the marker parses and
+every array's shape on disk matches ``shapes``; ``open_store`` also recomputes the digest and re-checks
+the invariant, so a store edited after writing is refused. A store is replaced only by a store writer
+(its marker's ``format``), never while another process writes it (``<path>.lock``).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from polyroute.atomic import atomic_dir, read_marker, utc_now, write_marker
+from polyroute.atomic import MARKER_NAME, atomic_dir, read_marker, utc_now, write_marker
+from polyroute.errors import UserError
 from polyroute.routing.records import ShardRouting, check_counts, expert_id_dtype
 
 STORE_FORMAT = "polyroute-store/1"
@@ -219,7 +223,7 @@ class StoreWriter:
 
     def __init__(self, path: str | os.PathLike, template: xr.Dataset, chunks: Mapping[str, int] | None = None):
         self.path = Path(path)
-        self._ctx = atomic_dir(self.path)
+        self._ctx = atomic_dir(self.path, STORE_FORMAT)
         self._tmp: Path | None = None
         self._template = _vlen_strings(template.drop_encoding())  # opened stores carry encodings we replace
         self._chunks = {d: chunk_size(d, _bytes_per_item(template, d)) for d in STREAM_DIMS}
@@ -312,7 +316,8 @@ class StoreWriter:
         write_marker(self._tmp, {
             "format": STORE_FORMAT,
             "shapes": _shapes(self._tmp),
-            "sha256": _aggregate_digest(ds),
+            "sha256": _aggregate_digest(ds, _digested(ds)),
+            "digested": _digested(ds),
             "created": utc_now(),
         })
         self._ctx.__exit__(None, None, None)
@@ -349,12 +354,21 @@ def _shapes(path: Path) -> dict[str, list[int]]:
     return shapes
 
 
-def _aggregate_digest(ds: xr.Dataset) -> str:
+def _digested(ds: xr.Dataset) -> list[str]:
+    """The variables the marker's digest covers: every one outside the streamed dims (small, G x L x E)."""
+    return sorted(name for name, var in ds.data_vars.items() if not set(var.dims) & set(STREAM_DIMS))
+
+
+def _aggregate_digest(ds: xr.Dataset, names: Iterable[str] = AGGREGATES) -> str:
     h = hashlib.sha256()
-    for name in AGGREGATES:
+    for name in names:
         if name in ds:
             h.update(name.encode())
-            h.update(np.ascontiguousarray(ds[name].values).tobytes())
+            values = ds[name].values
+            if values.dtype.kind in "OTU":  # strings: their text, not the array's pointers
+                h.update("\0".join(map(str, values.ravel().tolist())).encode("utf-8"))
+            else:
+                h.update(np.ascontiguousarray(values).tobytes())
     return h.hexdigest()
 
 
@@ -392,11 +406,32 @@ def is_complete(path: str | os.PathLike) -> bool:
         return False
 
 
+def verify_store(path: str | os.PathLike, ds: xr.Dataset) -> None:
+    """UserError unless the marker's digest matches ``ds``'s values and, for routing, the invariant holds.
+
+    Reads only the variables outside the streamed dims (G x L x E arrays) and ``seq_tokens``: about as
+    cheap as opening the store (see ``open_store``).
+    """
+    marker = read_marker(path) or {}
+    names = marker.get("digested", list(AGGREGATES))  # older markers: the aggregates
+    if marker.get("sha256") != _aggregate_digest(ds, names):
+        raise UserError(f"store {path}: its values differ from those its completion marker recorded (edited or "
+                        "damaged after writing); rerun the step that writes it")
+    if "count" in ds and "tokens" in ds and "top_k" in ds.attrs:
+        try:
+            check_store_invariant(ds)
+        except ValueError as exc:
+            raise UserError(f"store {path}: {exc}; rerun the step that writes it") from None
+
+
 def open_store(path: str | os.PathLike) -> xr.Dataset:
-    """Open a complete store lazily; ValueError when it has no valid completion marker."""
+    """Open a complete store lazily, its digest and invariant verified; UserError when it is not trusted."""
+    if not Path(path).exists():
+        raise UserError(f"no store at {path}; run the step that writes it first")
     if not is_complete(path):
-        raise ValueError(f"store {path} is incomplete (no valid {'.complete'} marker); rerun the step that writes it")
+        raise UserError(f"store {path} is incomplete (no valid {MARKER_NAME} marker); rerun the step that writes it")
     ds = xr.open_zarr(path, consolidated=True)
+    verify_store(path, ds)
     # numpy's variable-width StringDType (what zarr 3 returns) does not cast to fixed-width str, which
     # much of numpy/pandas expects: hand labels out as Python-string object arrays instead
     strings = [name for name, var in ds.variables.items() if var.dtype.kind == "T"]

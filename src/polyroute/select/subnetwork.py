@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from polyroute.errors import UserError
 from polyroute.models.info import ModelInfo
 
 KEYS = (
@@ -100,9 +101,9 @@ def read_subnetwork(path: str | os.PathLike[str], info: ModelInfo | None = None)
     try:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"subnetwork file {path}: {err}") from None
+        raise UserError(f"subnetwork file {path}: {err}") from None
     try:
         validate_subnetwork(d, info)
     except ValueError as err:
-        raise ValueError(f"subnetwork file {path}: {err}") from None
+        raise UserError(f"subnetwork file {path}: {err}") from None
     return d

@@ -4,13 +4,16 @@ One code path for 1..N processes: started by the ``deepspeed`` launcher (or torc
 RANK/WORLD_SIZE from the environment; started as a plain process it runs as a world of one.
 Checkpoints (``out_dir/checkpoints``, DeepSpeed's own format, trainable state only) are written every
 ``checkpoint_every`` steps and a rerun resumes from the latest: the data of step ``s`` depends only
-on (seed, s), so a resumed run ends where an uninterrupted one does.
+on (seed, s), so a resumed run ends where an uninterrupted one does. ``checkpoints/run.json`` records
+what made them (settings, subnetwork, a digest of the texts, model, world size); a rerun with any of
+these changed discards them, with a line in the log, and starts afresh.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import shutil
@@ -24,9 +27,10 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
-from polyroute.atomic import MARKER_NAME, atomic_write_json, atomic_write_text, write_marker
+from polyroute.atomic import MARKER_NAME, atomic_write_json, atomic_write_text, config_hash, write_marker
+from polyroute.models.remote_code import allowed_remote_code
 from polyroute.plots.training import plot_loss
-from polyroute.train.artifacts import save_delta
+from polyroute.train.artifacts import ADAPTER_FORMAT, base_record, save_delta
 from polyroute.train.data import BatchOrder, collate, lr_factor, tokenize_texts
 from polyroute.train.delta import attach_deltas, count_delta_elements, delta_parameters
 from polyroute.interventions.enforce import enforce_routing
@@ -36,6 +40,9 @@ from polyroute.train.settings import TrainSettings
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
+RUN_RECORD = "run.json"  # in CHECKPOINT_DIR: what made the checkpoints
+# settings that do not change what training computes: checkpoints made under others still resume
+_RESUME_NEUTRAL = ("checkpoint_every", "keep_checkpoints")
 LOG_FIELDS = ("step", "epoch", "loss", "lr")
 
 
@@ -179,6 +186,7 @@ class _Run:
     world: int
     out: Path
     model_type: str
+    base: dict  # the delta's record of its base model (polyroute.train.artifacts.base_record)
 
     @property
     def checkpoints(self) -> Path:
@@ -202,17 +210,19 @@ def _setup(model_path: str | os.PathLike, subnetwork: Mapping[str, Any], texts: 
     dist.barrier()
 
     torch.manual_seed(s.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=s.trust_remote_code)
+    trust = allowed_remote_code(str(model_path), s.revision, s.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, revision=s.revision, trust_remote_code=trust)
     seqs = tokenize_texts(tokenizer, texts, s.max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ValueError(f"{model_path}: tokenizer has neither a pad nor an eos token")
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, use_safetensors=True,
-                                                 trust_remote_code=s.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(model_path, revision=s.revision, dtype=dtype, use_safetensors=True,
+                                                 trust_remote_code=trust)
     model.config.use_cache = False
     adapter = adapter if adapter is not None else _get_adapter(model)
     plan = build_plan(model, adapter, subnetwork)
     leaf_classes = _expert_module_classes(model, adapter, list(allowed))
+    base = base_record(model, model_path, s.revision, plan)
     entries = attach_deltas(model, plan)
     if s.enforce_routing:
         enforce_routing(model, adapter, allowed).start()  # for the whole run
@@ -237,11 +247,60 @@ def _setup(model_path: str | os.PathLike, subnetwork: Mapping[str, Any], texts: 
 
     engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, model_parameters=params,
                                                    lr_scheduler=make_scheduler, config=deepspeed_config(s, dtype, count_delta_elements(entries)))
-    return _Run(engine, scheduler, entries, seqs, pad_id, order, total, rank, world, out, model.config.model_type)
+    return _Run(engine, scheduler, entries, seqs, pad_id, order, total, rank, world, out, model.config.model_type,
+                base)
 
 
-def _resume(run: _Run) -> tuple[int, list[dict[str, float]]]:
-    """(step, log rows) of the latest checkpoint in the run's directory; (0, []) for a fresh run."""
+def run_record(s: TrainSettings, subnetwork: Mapping[str, Any], texts: list[str], base: Mapping[str, str],
+               world: int) -> dict[str, Any]:
+    """What makes a run's checkpoints: its settings, subnetwork, texts (a digest), base model and world size."""
+    settings = {k: v for k, v in s.as_dict().items() if k not in _RESUME_NEUTRAL}
+    return {"settings": settings, "subnetwork": config_hash(dict(subnetwork)),
+            "texts": config_hash({"texts": texts}), "base": dict(base), "world_size": world}
+
+
+def _discard_foreign_checkpoints(run: _Run, record: Mapping[str, Any]) -> None:
+    """Remove checkpoints that another run's settings, subnetwork or data made (a line in the log says which)."""
+    import torch.distributed as dist
+
+    path = run.checkpoints / RUN_RECORD
+    if not run.checkpoints.exists():
+        return
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if before != json.loads(json.dumps(record)):
+        changed = "no record of what made them" if before is None else ", ".join(
+            _differences(before, json.loads(json.dumps(record))))
+        log.warning("discarding the checkpoints in %s: made by another run (%s); training starts afresh",
+                    run.checkpoints, changed)
+        dist.barrier()  # every rank has looked before rank 0 removes
+        if run.rank == 0:
+            shutil.rmtree(run.checkpoints, ignore_errors=True)
+    dist.barrier()
+
+
+def _differences(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key == "settings":
+            out += [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(f"{key} changed")
+    return out
+
+
+def _resume(run: _Run, record: Mapping[str, Any]) -> tuple[int, list[dict[str, float]]]:
+    """(step, log rows) of the latest checkpoint in the run's directory; (0, []) for a fresh run.
+
+    Checkpoints of another run (``record`` differs from theirs) are discarded; the record is written
+    before training so that checkpoints never exist without it."""
+    _discard_foreign_checkpoints(run, record)
+    if run.rank == 0:
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run.checkpoints / RUN_RECORD, dict(record))
     if (run.checkpoints / "latest").exists():
         path, client = run.engine.load_checkpoint(str(run.checkpoints), load_module_strict=False)
         if path is not None:
@@ -286,7 +345,8 @@ def _save(run: _Run, s: TrainSettings, model_path: str | os.PathLike, subnetwork
     n_train = count_delta_elements(run.entries) if s.zero_stage < 3 else sum(d.numel() for _, d in deltas.values())
     if run.rank == 0:
         out = run.out
-        meta = {"model": str(model_path), "model_type": run.model_type, "steps": run.total, "settings": s.as_dict()}
+        meta = {"model": str(model_path), "model_type": run.model_type, "steps": run.total, "settings": s.as_dict(),
+                **run.base}
         save_delta(out / "delta.safetensors", deltas, metadata=meta)
         atomic_write_json(out / "subnetwork.json", dict(subnetwork))
         atomic_write_json(out / "settings.json", s.as_dict())
@@ -294,7 +354,7 @@ def _save(run: _Run, s: TrainSettings, model_path: str | os.PathLike, subnetwork
         plot_loss(rows, out / "loss.png", f"{subnetwork.get('method', '?')} -> {subnetwork.get('target', '?')}")
         if not s.keep_checkpoints:
             shutil.rmtree(run.checkpoints, ignore_errors=True)
-        write_marker(out, {"steps": run.total, "final_loss": rows[-1]["loss"] if rows else None,
+        write_marker(out, {"format": ADAPTER_FORMAT, "steps": run.total, "final_loss": rows[-1]["loss"] if rows else None,
                            "params_trainable": n_train, "world_size": run.world, "resumed_from": start,
                            "train_seconds": round(elapsed, 3), "zero_stage": s.zero_stage})
     return n_train
@@ -318,7 +378,7 @@ def train_subnetwork(model_path: str | os.PathLike, subnetwork: Mapping[str, Any
         raise ValueError("texts: empty; nothing to train on")
     with deterministic_kernels(s.deterministic):
         run = _setup(model_path, subnetwork, texts, Path(out_dir), s, adapter)
-        start, rows = _resume(run)
+        start, rows = _resume(run, run_record(s, subnetwork, texts, run.base, run.world))
         t0 = time.perf_counter()
         _train_steps(run, s, start, rows)
         elapsed = time.perf_counter() - t0

@@ -39,6 +39,7 @@ class TrainSettings:
     gradient_checkpointing: bool = _TRAINING["gradient_checkpointing"]  # bounds the per-layer copy of expert weights
     deterministic: bool = _TRAINING["deterministic"]  # deterministic kernels: reruns are bit-identical
     trust_remote_code: bool = _MODEL["trust_remote_code"]
+    revision: str | None = None  # the base model's revision (the config's model.revision)
     max_steps: int = 0  # > 0 stops early (smoke runs); 0 = epochs decide
 
     @classmethod
