@@ -6,6 +6,15 @@ import re
 from polyroute import config as polyroute_config
 
 CFG = polyroute_config.validate(config)
+# Other checkpoints of the model (model.revisions, revisions.smk) and comparisons (compare.smk): read
+# here, then dropped from the model block the run's own rules get, so adding one reruns none of them.
+from polyroute import revisions as polyroute_revisions
+
+REVISIONS = polyroute_revisions.revisions(CFG)
+REVISION_MODELS = {label: polyroute_revisions.revision_model(CFG, label) for label in REVISIONS}
+REVISION_ATTRS = {label: polyroute_revisions.revision_attrs(CFG, label) for label in REVISIONS}
+COMPARISONS = {name: polyroute_revisions.compare_members(CFG, name) for name in polyroute_revisions.active_comparisons(CFG)}
+CFG["model"] = polyroute_revisions.main_model(CFG["model"])
 RUN = CFG["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
