@@ -122,3 +122,29 @@ def test_one_routing_per_revision_and_adding_one_reruns_nothing_else(tmp_path, d
     second = f"results/demo/revisions/{labels[1]}/model/weights.json"
     _snakemake(work, first, "--configfile", _overlay(work, labels[:1]))
     assert _snakemake(work, "-n", *own, first, second, "--configfile", _overlay(work, labels)) == {"revision_weights": 1}
+
+
+def _config_workdir(tmp_path: Path) -> Path:
+    for name in ("Snakefile", "config.yaml", "workflow", "configs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    for name in ("resources", "envs"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_olmoe_dynamics_and_model_comparison_configs_plan_offline(tmp_path) -> None:
+    work = _config_workdir(tmp_path)
+    dynamics = yaml.safe_load((ROOT / "configs" / "olmoe-1b-7b-dynamics.yaml").read_text())
+    shards = yaml.safe_load((ROOT / "configs" / "olmoe-1b-7b.yaml").read_text())["extraction"]["shards"]
+    plan = _snakemake(work, "-n", "--configfile", "configs/olmoe-1b-7b.yaml", "configs/olmoe-1b-7b-dynamics.yaml")
+    assert plan["revision_weights"] == len(dynamics["model"]["revisions"])  # each hub revision fetched once
+    assert plan["revision_extract_routing"] == shards * len(dynamics["model"]["revisions"])
+    assert plan["compare"] == 1 and plan["extract_routing"] == shards
+    # the cross-model comparison reads the other runs' statistics where their own configs write them
+    members = yaml.safe_load((ROOT / "configs" / "compare-models.yaml").read_text())["compare"]["models"]["members"]
+    for run in members[1:]:
+        (work / "results" / run / "stats" / "flores_plus.zarr").mkdir(parents=True)
+    plan = _snakemake(work, "-n", "--configfile", f"configs/{members[0]}.yaml", "configs/compare-models.yaml")
+    assert plan["compare"] == 1 and "revision_extract_routing" not in plan

@@ -2,44 +2,6 @@
 # its statistics computed and, when its `evaluate` is true, the base model evaluated, on its own under
 # results/<run>/revisions/<label>/, by the scripts of the run's own steps. The run's own rules never
 # see the revisions (common.smk), so adding one adds its jobs and reruns nothing else.
-
-
-def revision_model(wildcards):
-    return REVISION_MODELS[wildcards.revision]
-
-
-def revision_attrs(wildcards):
-    return REVISION_ATTRS[wildcards.revision]
-
-
-def revision_shards(wildcards):
-    return [f"{RESULTS}/revisions/{wildcards.revision}/routing/shards/{wildcards.dataset}/{shard}.zarr" for shard in SHARDS]
-
-
-def revision_scores_file(label):
-    """A revision's own measured per-language scores, when it is evaluated and `evaluation.scores` is set."""
-    return f"{RESULTS}/revisions/{label}/eval/scores.csv" if REVISIONS[label].evaluate and EVALUATION["scores"] else None
-
-
-def revision_scores(wildcards):
-    return [path] if (path := revision_scores_file(wildcards.revision)) else []
-
-
-def revision_stats_settings(wildcards):
-    return CFG["stats"] | {"scores": revision_scores_file(wildcards.revision)}
-
-
-def revision_targets():
-    """Each revision's routing and statistics stores, and its evaluations when it asks for them."""
-    targets = []
-    for label, revision in REVISIONS.items():
-        base = f"{RESULTS}/revisions/{label}"
-        targets += [f"{base}/routing/{ROUTING['name']}.zarr", f"{base}/stats/{ROUTING['name']}.zarr"]
-        if revision.evaluate:
-            targets += [f"{base}/eval/base/{task}" for task in EVAL_TASKS if eval_languages_for("base", task)]
-    return targets
-
-
 if REVISIONS:
 
     wildcard_constraints:
