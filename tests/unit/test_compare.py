@@ -197,13 +197,13 @@ def test_compare_step_writes_store_tables_and_figures(tmp_path) -> None:
     from polyroute.stats.compute import compute_stats
     from polyroute.stats.synthetic import synthetic_store
 
-    records = []
+    records = {}
     for i, (layers, step) in enumerate([(4, 10), (6, 20)]):
         routing = synthetic_store(n_languages=4, n_layers=layers, seed=i)
         routing.attrs.update(dataset="flores_plus", split="dev", training_step=step)
         write_store(compute_stats(routing, reference=str(routing["language"].values[0])), tmp_path / f"s{i}.zarr")
-        records.append({"name": f"run/r{i}", "run": "run", "revision": f"r{i}", "stats": str(tmp_path / f"s{i}.zarr"),
-                        "step": None, "tokens": None})
+        records[f"run/r{i}"] = {"run": "run", "revision": f"r{i}", "stats": str(tmp_path / f"s{i}.zarr"),
+                                "step": None, "tokens": None}
     figures = {name: str(tmp_path / "figures" / f"{name}.png") for name in COMPARE_FIGURES}
     compare(members=records, untrained=[], settings={}, reference="x", run="run", store_out=tmp_path / "c.zarr",
             tables_out=tmp_path / "tables", figures=figures)
@@ -220,7 +220,7 @@ def test_compare_step_refuses_before_writing_anything(tmp_path) -> None:
 
     write_store(_two_layer_member(), tmp_path / "a.zarr")
     write_store(_three_layer_member(dataset="belebele"), tmp_path / "b.zarr")
-    records = [{"name": n, "stats": str(tmp_path / f"{n}.zarr")} for n in ("a", "b")]
+    records = {n: {"stats": str(tmp_path / f"{n}.zarr")} for n in ("a", "b")}
     with pytest.raises(IncomparableMembers, match="dataset"):
         compare(members=records, untrained=[], settings={}, reference="eng_Latn", run="r", store_out=tmp_path / "c.zarr",
                 tables_out=tmp_path / "tables", figures={})

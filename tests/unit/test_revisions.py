@@ -97,10 +97,10 @@ def _snakemake(workdir: Path, *args: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
-def _overlay(workdir: Path, labels: list[str]) -> str:
-    data = {"model": {"revisions": [{"label": label, "path": str(CHECKPOINTS / label), "step": int(label[5:])}
-                                    for label in labels]}}
-    path = workdir / f"revisions-{len(labels)}.yaml"
+def _overlay(workdir: Path, labels: list[str], evaluate: bool = False) -> str:
+    data = {"model": {"revisions": [{"label": label, "path": str(CHECKPOINTS / label), "step": int(label[5:]),
+                                     "evaluate": evaluate} for label in labels]}}
+    path = workdir / f"revisions-{len(labels)}{'-evaluated' if evaluate else ''}.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
 
@@ -122,6 +122,10 @@ def test_one_routing_per_revision_and_adding_one_reruns_nothing_else(tmp_path, d
     second = f"results/demo/revisions/{labels[1]}/model/weights.json"
     _snakemake(work, first, "--configfile", _overlay(work, labels[:1]))
     assert _snakemake(work, "-n", *own, first, second, "--configfile", _overlay(work, labels)) == {"revision_weights": 1}
+    # evaluated when asked: the base model on every task; its scores file is planned because its
+    # statistics read it (nothing else does)
+    plan = _snakemake(work, "-n", "--configfile", _overlay(work, labels[:1], evaluate=True))
+    assert plan["revision_evaluate"] == len(default["evaluation"]["tasks"]) and plan["revision_eval_scores"] == 1
 
 
 def _config_workdir(tmp_path: Path) -> Path:

@@ -346,7 +346,8 @@ def compare_untrained(wildcards):
 
 
 def compare_member_records(wildcards):
-    return [vars(member) for member in COMPARISONS[wildcards.comparison]]
+    """name -> what the compare step reads of each member, in the comparison's order."""
+    return {member.name: vars(member) for member in COMPARISONS[wildcards.comparison]}
 
 
 def compare_figure_outputs():

@@ -25,12 +25,12 @@ def _known(value: Any) -> float | None:
     return None if value is None or value == "" else float(value)
 
 
-def load_member(record: Mapping[str, Any]) -> Member:
-    """A comparison member from its record (name, run, revision, stats, step, tokens); the step and
-    tokens its store records win over the config's (another run's revisions are known only there)."""
+def load_member(name: str, record: Mapping[str, Any]) -> Member:
+    """A comparison member from its record (run, revision, stats, step, tokens); the step and tokens
+    its store records win over the config's (another run's revisions are known only there)."""
     stats = open_store(record["stats"])
     return Member(
-        name=record["name"], stats=stats, run=record.get("run", ""), revision=record.get("revision", ""),
+        name=name, stats=stats, run=record.get("run", ""), revision=record.get("revision", ""),
         step=_known(stats.attrs.get("training_step", record.get("step"))),
         tokens=_known(stats.attrs.get("training_tokens", record.get("tokens"))),
     )
@@ -44,11 +44,13 @@ def untrained_member(path: str | os.PathLike, settings: Mapping[str, Any], refer
                   step=0.0, tokens=0.0, kind=UNTRAINED)
 
 
-def compare(*, members: Sequence[Mapping[str, Any]], untrained: Sequence[str | os.PathLike],
+def compare(*, members: Mapping[str, Mapping[str, Any]], untrained: Sequence[str | os.PathLike],
             settings: Mapping[str, Any], reference: str, run: str, store_out: str | os.PathLike,
             tables_out: str | os.PathLike, figures: Mapping[str, str | os.PathLike]) -> None:
-    """Write the comparison store, its tables and its figures; incomparable members fail first, in one line."""
-    models = [load_member(record) for record in members]
+    """Write the comparison store, its tables and its figures; incomparable members fail first, in one line.
+
+    `members`: name -> record (run, revision, stats: the statistics store, step, tokens), in order."""
+    models = [load_member(name, record) for name, record in members.items()]
     check_comparable(models)  # before the untrained statistics, the slow part
     floors = [untrained_member(path, settings, reference, run) for path in untrained]
     comparison = compare_members([*models, *floors])
