@@ -22,6 +22,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/interventions.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/revisions.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/demo.smk"  # corpus and pretrained demo model: shipped, rebuilt on demand
 
 
@@ -29,4 +31,6 @@ rule all:
     input:
         all_targets(),
         intervention_targets(),
+        revision_targets(),
+        compare_targets(),
     default_target: True

@@ -35,6 +35,9 @@ class ModelConfig:
     trust_remote_code: bool
     attn_implementation: str | None
     experts_implementation: str | None
+    step: int | None
+    tokens: float | None
+    revisions: list[dict[str, Any]]  # polyroute.revisions reads them
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ class Config:
     evaluation: EvaluationConfig
     interventions: InterventionsConfig
     cluster: ClusterConfig
+    compare: dict[str, dict[str, Any]]
 
 
 def load_schema(path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
@@ -289,6 +293,12 @@ def _check_semantics(data: Mapping[str, Any]) -> None:
 
     try:
         check_interventions(data)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    from polyroute.revisions import check_config as check_revisions
+
+    try:
+        check_revisions(data)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -183,7 +183,13 @@ def test_model_checks_pass_on_default(default: dict) -> None:
     cfg.check_against_model(cfg.validate(default), _info())
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def _overlay(path: Path) -> bool:
+    """A config without `run` is an overlay, given after the config of a run it names (revisions, comparisons)."""
+    return "run" not in yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "configs").glob("*.yaml")) if not _overlay(p)],
+                         ids=lambda p: p.stem)
 def test_shipped_configs_are_valid_over_the_default(default: dict, path: Path) -> None:
     from snakemake.utils import update_config
 
@@ -192,3 +198,19 @@ def test_shipped_configs_are_valid_over_the_default(default: dict, path: Path) -
     data = cfg.validate(merged)
     assert data["run"] == path.stem
     assert data["datasets"]["local"] is None
+    # the demo's checkpoints and their place in training never leak into a real model's run
+    assert data["model"]["revisions"] == [] and data["model"]["step"] is None
+
+
+@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "configs").glob("*.yaml")) if _overlay(p)],
+                         ids=lambda p: p.stem)
+def test_shipped_overlays_are_valid_over_each_run_they_name(default: dict, path: Path) -> None:
+    from snakemake.utils import update_config
+
+    overlay = yaml.safe_load(path.read_text())
+    runs = {member.partition("/")[0] for comparison in overlay["compare"].values() for member in comparison["members"]}
+    for run in sorted(runs):  # every member is a shipped run, and the overlay fits over each
+        merged = copy.deepcopy(default)
+        update_config(merged, yaml.safe_load((ROOT / "configs" / f"{run}.yaml").read_text()))
+        update_config(merged, copy.deepcopy(overlay))
+        assert cfg.validate(merged)["run"] == run

@@ -86,3 +86,38 @@ def test_shipped_model_learned_every_language_and_its_summary_is_true():
         assert loss == pytest.approx(summary["heldout_loss"][lang]["corpus_dev"], abs=1e-4)
         assert loss < uniform  # better than guessing on text it never saw
     assert MODEL.joinpath("model.safetensors").stat().st_size < 16 * 2**20
+
+
+def test_checkpoint_steps_outside_the_run_are_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"checkpoint steps must lie in 1\.\.400, got \[0, 401\]"):
+        pretrain(tmp_path / "m", CORPUS, BUNDLE, checkpoints=[0, 50, 401])
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_checkpoints_hold_the_weights_a_shorter_run_ends_with(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from polyroute.demo.pretrain import checkpoint_dir
+
+    settings = Settings(steps=4, eval_every=2)
+    out = pretrain(tmp_path / "m", CORPUS, BUNDLE, settings=settings, checkpoints=[2, 4])
+    short = pretrain(tmp_path / "short", CORPUS, BUNDLE, settings=settings, stop_after=2)
+    for step, reference in ((2, short), (4, out)):
+        kept = load_file(out / checkpoint_dir(step) / "model.safetensors")
+        ended = load_file(reference / "model.safetensors")
+        assert kept.keys() == ended.keys() and all(torch.equal(kept[k], ended[k]) for k in kept)
+        meta = json.loads((out / checkpoint_dir(step) / "checkpoint.json").read_text())
+        assert meta["step"] == step and meta["tokens"] == step * settings.batch_size * settings.block_length
+    assert (out / checkpoint_dir(2) / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()
+    assert all(p.stat().st_mode & 0o100 for p in out.rglob("*") if p.is_dir())  # published folders stay traversable
+
+
+def test_shipped_checkpoints_are_loadable_models_of_the_same_architecture():
+    for folder in sorted((MODEL / "checkpoints").iterdir()):
+        meta = json.loads((folder / "checkpoint.json").read_text())
+        assert folder.name == f"step-{meta['step']:04d}" and meta["of_steps"] == Settings().steps
+        assert (folder / "config.json").read_bytes() == (MODEL / "config.json").read_bytes()
+        assert (folder / "tokenizer.json").read_bytes() == (MODEL / "tokenizer.json").read_bytes()
+    assert sum(p.stat().st_size for p in (MODEL / "checkpoints").rglob("*") if p.is_file()) < 25 * 2**20

@@ -140,3 +140,35 @@ def test_intervention_report_is_consistent_with_its_inputs(demo: Path) -> None:
         record = json.loads((demo / "results" / "demo" / "interventions" / f"{name}.json").read_text())
         edited = shift[(shift["intervention"] == name) & (shift["edited_experts"] > 0)]
         assert set(edited["layer"]) == {layer for layer, _ in record["experts"]}
+
+
+def test_revisions_are_routed_on_their_own_and_compared(demo: Path) -> None:
+    import xarray as xr
+
+    config = yaml.safe_load((demo / "config.yaml").read_text())
+    for revision in config["model"]["revisions"]:
+        base = demo / "results" / "demo" / "revisions" / revision["label"]
+        routing = xr.open_zarr(base / "routing" / "flores_plus.zarr")
+        stats = xr.open_zarr(base / "stats" / "flores_plus.zarr")
+        for store in (routing, stats):  # the revision in every store's provenance
+            assert store.attrs["revision_label"] == revision["label"]
+            assert store.attrs["training_step"] == revision["step"] and store.attrs["model"] == revision["path"]
+    for name, comparison in config["compare"].items():
+        out = demo / "results" / "compare" / name
+        store = xr.open_zarr(out / "comparison.zarr")
+        seeds = config["stats"]["noise_floor"]["seeds"]
+        assert list(store["member"].values[:len(comparison["members"])]) == comparison["members"]
+        assert int((store["kind"] == "untrained").sum()) == len(seeds)
+        assert float(store["relative_depth"].min()) == 0 and float(store["relative_depth"].max()) == 1
+        for figure in ("divergence_depth", "dynamics_heatmap", "jsd_steps", "score_correlation"):
+            assert (out / "figures" / f"{figure}.png").stat().st_size > 0
+
+
+def test_adding_a_revision_reruns_nothing_else(demo: Path, snakemake) -> None:
+    shards = yaml.safe_load((demo / "config.yaml").read_text())["extraction"]["shards"]
+
+    def add(config):
+        config["model"]["revisions"].append({"label": "again", "path": config["model"]["id"], "step": 400})
+
+    assert _edited(snakemake, demo, add) == {"revision_weights": 1, "revision_extract_routing": shards,
+                                             "revision_gather_routing": 1, "revision_routing_stats": 1, "all": 1}

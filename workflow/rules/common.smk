@@ -6,6 +6,15 @@ import re
 from polyroute import config as polyroute_config
 
 CFG = polyroute_config.validate(config)
+# Other checkpoints of the model (model.revisions, revisions.smk) and comparisons (compare.smk): read
+# here, then dropped from the model block the run's own rules get, so adding one reruns none of them.
+from polyroute import revisions as polyroute_revisions
+
+REVISIONS = polyroute_revisions.revisions(CFG)
+REVISION_MODELS = {label: polyroute_revisions.revision_model(CFG, label) for label in REVISIONS}
+REVISION_ATTRS = {label: polyroute_revisions.revision_attrs(CFG, label) for label in REVISIONS}
+COMPARISONS = {name: polyroute_revisions.compare_members(CFG, name) for name in polyroute_revisions.active_comparisons(CFG)}
+CFG["model"] = polyroute_revisions.main_model(CFG["model"])
 RUN = CFG["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
@@ -292,3 +301,74 @@ from polyroute.sizing.resources import rule_resources as _rule_resources
 
 def gpu_resources(rule):
     return _rule_resources(CFG, rule, f"{RESULTS}/model/info.json", f"{RESULTS}/model/weights.json")
+
+
+# Revisions of the model (workflow/rules/revisions.smk): their model blocks, attrs and inputs.
+def revision_model(wildcards):
+    return REVISION_MODELS[wildcards.revision]
+
+
+def revision_attrs(wildcards):
+    return REVISION_ATTRS[wildcards.revision]
+
+
+def revision_shards(wildcards):
+    return [f"{RESULTS}/revisions/{wildcards.revision}/routing/shards/{wildcards.dataset}/{shard}.zarr" for shard in SHARDS]
+
+
+def revision_scores_file(label):
+    """A revision's own measured per-language scores, when it is evaluated and `evaluation.scores` is set."""
+    return f"{RESULTS}/revisions/{label}/eval/scores.csv" if REVISIONS[label].evaluate and EVALUATION["scores"] else None
+
+
+def revision_scores(wildcards):
+    return [path] if (path := revision_scores_file(wildcards.revision)) else []
+
+
+def revision_stats_settings(wildcards):
+    return CFG["stats"] | {"scores": revision_scores_file(wildcards.revision)}
+
+
+def revision_targets():
+    """Each revision's routing and statistics stores, and its evaluations when it asks for them."""
+    targets = []
+    for label, revision in REVISIONS.items():
+        base = f"{RESULTS}/revisions/{label}"
+        targets += [f"{base}/routing/{ROUTING['name']}.zarr", f"{base}/stats/{ROUTING['name']}.zarr"]
+        if revision.evaluate:
+            targets += [f"{base}/eval/base/{task}" for task in EVAL_TASKS if eval_languages_for("base", task)]
+    return targets
+
+
+# Comparisons (workflow/rules/compare.smk): each one's inputs and outputs.
+COMPARE_RESULTS = "results/compare"
+
+
+def compare_stats(wildcards):
+    return [member.stats for member in COMPARISONS[wildcards.comparison]]
+
+
+def compare_untrained(wildcards):
+    """The run's noise-floor routing stores, when the comparison asks for them and the run has a noise floor."""
+    if not (CFG["compare"][wildcards.comparison].get("noise_floor") and NOISE_FLOOR):
+        return []
+    return [f"{RESULTS}/noise_floor/{ROUTING['name']}/seed{seed}.zarr" for seed in NOISE_FLOOR["seeds"]]
+
+
+def compare_member_records(wildcards):
+    """name -> what the compare step reads of each member, in the comparison's order."""
+    return {member.name: vars(member) for member in COMPARISONS[wildcards.comparison]}
+
+
+def compare_figure_outputs():
+    from polyroute.plots.compare import COMPARE_FIGURES
+
+    return {
+        name: report(f"{COMPARE_RESULTS}/{{comparison}}/figures/{name}.png", caption=f"../report/compare_{name}.rst",
+                     category="Comparison", subcategory="{comparison}")
+        for name in COMPARE_FIGURES
+    }
+
+
+def compare_targets():
+    return [f"{COMPARE_RESULTS}/{name}/{part}" for name in COMPARISONS for part in ("comparison.zarr", "tables")]

@@ -32,6 +32,9 @@ rule pretrain_demo_model:
     params:
         languages=LANGUAGES,
         seed=0,
+        # weights kept in <model>/checkpoints/step-<n>/ (the last: the final model's, from the same run):
+        # the default run's model.revisions, the demo's training dynamics
+        checkpoints=[50, 200, 400],
     log:
         "logs/demo/pretrain_demo_model.log",
     benchmark:

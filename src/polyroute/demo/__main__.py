@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=Settings.steps)
     p.add_argument("--stop-after", type=int, default=None,
                    help="end after this many steps of the --steps schedule (0 = save the untrained model)")
+    p.add_argument("--checkpoints", type=int, nargs="*", default=[],
+                   help="also keep the weights after these steps (checkpoints/step-<n>/)")
     args = parser.parse_args(argv)
     if args.command == "bundle":
         files = build_bundle(args.source, args.out)
@@ -56,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         settings = Settings(seed=args.seed, steps=args.steps)
-        print(f"wrote {pretrain(args.out, args.corpus, args.bundle, settings=settings, stop_after=args.stop_after)}")
+        out = pretrain(args.out, args.corpus, args.bundle, settings=settings, stop_after=args.stop_after,
+                       checkpoints=args.checkpoints)
+        print(f"wrote {out}")
     return 0
 
 

@@ -108,7 +108,10 @@ def _publish_modes(directory: Path) -> None:
     os.umask(umask)
     directory.chmod(0o777 & ~umask)
     for f in directory.iterdir():
-        f.chmod(0o666 & ~umask)
+        if f.is_dir():  # e.g. the pretrained model's checkpoints/
+            _publish_modes(f)
+        else:
+            f.chmod(0o666 & ~umask)
 
 
 def publish_dir(out_dir: str | os.PathLike, write: Callable[[Path], None]) -> Path:

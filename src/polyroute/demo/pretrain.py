@@ -14,6 +14,9 @@ steps logs exactly the first ``n`` rows of the full run's ``pretrain_log.csv``.
 Output directory: the model (stored in ``dtype``) and tokenizer as saved by transformers, plus
 ``pretraining.json`` (settings, tokens per language, final held-out losses) and
 ``pretrain_log.csv`` (step, lr, lm_loss, aux_loss; held-out loss at every ``eval_every`` steps).
+Intermediate checkpoints, when asked for, go to ``checkpoints/step-<n>/`` inside it: the weights
+after step ``n`` of the same run (so ``stop_after=n`` would save the same ones), each a loadable
+model with the tokenizer and ``checkpoint.json`` (step, tokens seen, held-out loss when logged).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ from polyroute import languages
 from polyroute.atomic import atomic_write_bytes
 from polyroute.demo.model import check_dtype, model_config, publish_dir, train_tokenizer
 
-__all__ = ["DIMS", "MIX", "Settings", "Texts", "read_texts", "heldout_loss", "pretrain"]
+__all__ = ["DIMS", "MIX", "Settings", "Texts", "read_texts", "heldout_loss", "checkpoint_dir", "pretrain"]
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +178,8 @@ def _deterministic(threads: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def _train(model, blocks: list[list[int]], settings: Settings, stop_after: int, evaluate) -> list[dict]:
+def _train(model, blocks: list[list[int]], settings: Settings, stop_after: int, evaluate,
+           after_step: Callable[[dict, int], None] = lambda row, tokens: None) -> list[dict]:
     import torch
 
     from polyroute.train.data import BatchOrder, lr_factor
@@ -211,6 +215,7 @@ def _train(model, blocks: list[list[int]], settings: Settings, stop_after: int, 
             log.info("step %d: lm %.3f held-out %.3f (%.0f tokens/s)", step + 1, row["lm_loss"],
                      row["heldout_loss"], tokens / elapsed)
         rows.append(row)
+        after_step(row, tokens)
     if rows:
         log.info("%d steps, %d tokens in %.0f s: %.0f tokens/s", len(rows), tokens,
                  time.perf_counter() - start, tokens / (time.perf_counter() - start))
@@ -227,18 +232,30 @@ def _csv(rows: list[dict]) -> bytes:
     return buf.getvalue().encode()
 
 
+def checkpoint_dir(step: int) -> str:
+    """Where the checkpoint after `step` lies inside the output directory."""
+    return f"checkpoints/step-{step:04d}"
+
+
 def pretrain(out_dir: str | os.PathLike, corpus_dir: str | os.PathLike = "resources/demo/corpus",
              bundle_dir: str | os.PathLike = "resources/demo", langs: Sequence[str] | None = None,
-             settings: Settings = Settings(), stop_after: int | None = None) -> Path:
+             settings: Settings = Settings(), stop_after: int | None = None,
+             checkpoints: Sequence[int] = ()) -> Path:
     """Train the tokenizer and the MoE on the mixed texts; save model, tokenizer, log and summary.
 
     `langs` defaults to every language of the corpus. `stop_after` ends the run early (the
     schedule is still that of ``settings.steps``); 0 saves the initialised, untrained model.
+    `checkpoints` are steps whose weights are kept too (``checkpoint_dir(step)``), for the
+    routing's training dynamics; keeping them changes nothing in the run.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     settings.check()
+    last = settings.steps if stop_after is None else min(stop_after, settings.steps)
+    bad = [step for step in checkpoints if not 1 <= step <= last]
+    if bad:
+        raise ValueError(f"checkpoint steps must lie in 1..{last}, got {bad}")
     if langs is None:
         langs = [languages.from_dataset_code(p.name, "flores_plus") for p in (Path(corpus_dir) / "flores_plus").iterdir()]
     langs = sorted(langs)  # the order never changes the model
@@ -256,13 +273,22 @@ def pretrain(out_dir: str | os.PathLike, corpus_dir: str | os.PathLike = "resour
     torch.manual_seed(settings.seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     every = [t for code in langs for t in texts.heldout[code]["corpus_dev"]]
+    kept: dict[int, tuple[dict, dict]] = {}  # step -> (weights in the stored dtype, checkpoint.json)
+
+    def keep(row: dict, tokens: int) -> None:
+        if row["step"] in checkpoints:
+            weights = {k: v.detach().to(getattr(torch, settings.dtype)).clone() for k, v in model.state_dict().items()}
+            kept[row["step"]] = weights, {"step": row["step"], "tokens": tokens, "of_steps": settings.steps,
+                                          "heldout_loss": row["heldout_loss"] if row["heldout_loss"] != "" else None}
+
     rows = _train(model, blocks, settings, settings.steps if stop_after is None else stop_after,
-                  lambda: heldout_loss(model, tokenizer, every))
+                  lambda: heldout_loss(model, tokenizer, every), keep)
     model.to(getattr(torch, settings.dtype)).float()  # score the weights as they are stored
     final = {code: {name: heldout_loss(model, tokenizer, t) for name, t in sets.items()}
              for code, sets in texts.heldout.items()}
     summary = {"settings": asdict(settings), "steps_run": len(rows), "languages": seen,
-               "heldout_loss": final, "params": sum(p.numel() for p in model.parameters())}
+               "heldout_loss": final, "params": sum(p.numel() for p in model.parameters()),
+               "checkpoints": {checkpoint_dir(step): meta for step, (_, meta) in sorted(kept.items())}}
 
     def write(tmp: Path) -> None:
         model.to(getattr(torch, settings.dtype)).eval()
@@ -270,6 +296,11 @@ def pretrain(out_dir: str | os.PathLike, corpus_dir: str | os.PathLike = "resour
         tokenizer.save_pretrained(tmp)
         atomic_write_bytes(tmp / "pretraining.json", (json.dumps(summary, indent=1) + "\n").encode())
         atomic_write_bytes(tmp / "pretrain_log.csv", _csv(rows))
+        for step, (weights, meta) in sorted(kept.items()):
+            where = tmp / checkpoint_dir(step)
+            model.save_pretrained(where, state_dict=weights)  # same config, the step's weights
+            tokenizer.save_pretrained(where)
+            atomic_write_bytes(where / "checkpoint.json", (json.dumps(meta, indent=1) + "\n").encode())
 
     return publish_dir(out_dir, write)
 

@@ -47,6 +47,14 @@ STEPS: dict[str, str] = {
     "pretrain_demo_model": "polyroute.demo.pretrain:pretrain",
     "summarize": "polyroute.pipeline.summary:summarize",
     "intervention_report": "polyroute.pipeline.intervention_report:intervention_report",
+    # model.revisions: the run's own steps on another checkpoint (workflow/rules/revisions.smk)
+    "revision_weights": "polyroute.pipeline.model_info:download_model",
+    "revision_extract_routing": "polyroute.pipeline.routing:extract_routing",
+    "revision_gather_routing": "polyroute.pipeline.routing:gather_routing",
+    "revision_routing_stats": "polyroute.pipeline.stats:routing_stats",
+    "revision_evaluate": "polyroute.pipeline.evaluate:evaluate_variant",
+    "revision_eval_scores": "polyroute.pipeline.summary:write_scores",
+    "compare": "polyroute.pipeline.compare:compare",
 }
 
 

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 def extraction_hash(run_config: Mapping[str, Any]) -> str:
     """Hash of the settings that determine a routing store (recorded in its attrs)."""
-    return config_hash({key: run_config[key] for key in ("model", "languages", "extraction")}
+    from polyroute.revisions import main_model  # other checkpoints do not determine this one's store
+
+    return config_hash({key: run_config[key] for key in ("languages", "extraction")} | {"model": main_model(run_config["model"])}
                        | {"routing": run_config["datasets"]["routing"], "max_items": run_config["datasets"]["max_items"]})
 
 

@@ -26,7 +26,8 @@ from polyroute.stats.parallel import divergence_parallel, per_sequence_vars
 from polyroute.stats.vocabulary import vocabulary_overlap, vocabulary_similarity_correlation
 
 # routing-store attrs worth carrying into the statistics store (provenance)
-CARRIED_ATTRS = ("model", "model_id", "revision", "model_type", "dataset", "split", "num_experts", "top_k", "config_hash")
+CARRIED_ATTRS = ("model", "model_id", "revision", "model_type", "dataset", "split", "num_experts", "top_k", "config_hash",
+                 "model_revision", "revision_label", "training_step", "training_tokens")
 
 
 def compute_stats(
