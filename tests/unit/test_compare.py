@@ -158,7 +158,7 @@ def test_fisher_interval_matches_the_formula_by_hand() -> None:
 
 
 def test_score_correlation_per_member_with_its_interval() -> None:
-    # 4 MoE layers: the RISE middle zone is position 2 (round(1.5) = 2 .. round(2.5) = 3)
+    # 4 MoE layers: no RISE middle zone (round(1.5) = round(2.5) = 2), so D is averaged over every layer
     langs = [f"l{i:02d}_Latn" for i in range(8)]
     rng = np.random.default_rng(0)
     count = rng.integers(1, 9, size=(8, 4, 4)).astype(float)

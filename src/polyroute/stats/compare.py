@@ -183,7 +183,9 @@ def _correlation(member: Member, languages: list[str], reference: str) -> dict[s
     if "score" not in member.stats:
         return dict.fromkeys(keys, float("nan")) | {"n": 0.0}
     divergence = member.stats["divergence"].sel(language=languages).load()
-    middle = list(depth_zones(divergence.sizes["layer"])["middle"])
+    # a model too shallow for a middle zone (4 MoE layers under half-to-even rounding) uses every layer,
+    # as the divergence figure does
+    middle = list(depth_zones(divergence.sizes["layer"])["middle"]) or list(range(divergence.sizes["layer"]))
     others = [g for g in languages if g != reference]
     mid = divergence.isel(layer=middle).mean("layer").sel(language=others)
     result = pair_correlation(mid.values, member.stats["score"].sel(language=others).values)
@@ -249,7 +251,8 @@ def compare_members(members: Sequence[Member]) -> xr.Dataset:
         "counts_comparable": int(len(set(experts)) == 1),
         "divergence_note": f"D = JSD / (ln E - mean entropy) (Bandarkar): its levels compare only between members "
                            f"whose mean H / ln E (entropy_normalised_overall) is within {ENTROPY_TOLERANCE}",
-        "correlation_note": "mean D over the RISE middle zone vs score, non-reference languages; "
+        "correlation_note": "mean D over the RISE middle zone (every layer where it is empty) vs score, "
+                            "non-reference languages; "
                             "95% interval of Pearson r by Fisher z",
     })
 
