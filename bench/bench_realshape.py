@@ -14,10 +14,11 @@ on the target device) and times, on the same inputs, in one process, variants in
 - extraction: the plain decoder forward over the same batches (the baseline), `extract_shard` (in
   memory) and `extract_to_store` (what `extract_routing` runs), per-token output on.
 
-Times are wall-clock on CUDA; on a CPU they are the process's CPU time, all threads (a shared machine's
-load inflates it far less than wall time). For extraction on a CPU that charges the background store
-writer's compression too, which on a GPU runs beside the device's work; so the CPU ratio of
-`extract_to_store` is a lower bound of what a GPU sees.
+Each table gives wall-clock and process CPU time (all threads); ratios lead with wall time on CUDA and
+CPU time on a CPU (a shared machine's load inflates it far less than wall time). CPU time also charges
+what runs beside the forward passes (the background store writer, zarr's I/O threads, OpenMP workers
+spinning while the main thread writes), which a GPU run hides behind the device's work; so on a CPU
+the extraction ratios are a lower bound of a GPU's.
 
 On CPU the default is a proxy: real depth, experts, top-k and vocabulary at `--hidden` width, which
 shows per-layer, per-step and per-vocabulary costs; on CUDA the real shape in bf16.
@@ -52,27 +53,22 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _clock(device: str):
-    """Wall time on a GPU; on a CPU the process's CPU time (all threads), which a busy shared machine
-    inflates far less than wall time: a process waiting for a core is not charged."""
-    return time.perf_counter if device.startswith("cuda") else time.process_time
-
-
-def _best(fn, device: str) -> float:
-    clock = _clock(device)
+def _best(fn, device: str) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds of all threads) of one call."""
     _sync(device)
-    start = clock()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return clock() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _interleaved(variants: dict, repeats: int, device: str) -> dict[str, float]:
+def _interleaved(variants: dict, repeats: int, device: str) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU) of `repeats` interleaved calls per variant."""
     times = {name: [] for name in variants}
     for _ in range(repeats):
         for name, fn in variants.items():
             times[name].append(_best(fn, device))
-    return {name: min(t) for name, t in times.items()}
+    return {name: (min(w for w, _ in t), min(c for _, c in t)) for name, t in times.items()}
 
 
 def _texts() -> list[str]:
@@ -137,7 +133,8 @@ def bench_scoring(model, tok, texts, args) -> dict:
     }
     loglikelihoods(model, requests[:4], batch_size=1, max_length=4096)  # warm-up, and the one-time head check
     times = _interleaved(variants, args.repeats, args.device)
-    return _report("scoring", times, tokens, "tok/s", extra={"items": args.items, "inputs": len(inputs)})
+    return _report("scoring", times, tokens, "tok/s", extra={"items": args.items, "inputs": len(inputs)},
+                   cpu_first=args.device == "cpu")
 
 
 def _bare_decode(model, ids: torch.Tensor, mask: torch.Tensor, steps: int) -> None:
@@ -199,10 +196,15 @@ def bench_generation(model, tok, texts, args) -> dict:
         "generate_greedy now": lambda: generate_greedy(model, tok, prompts, until=never, max_new_tokens=steps,
                                                        batch_size=len(prompts)),
     }
+    if not args.device.startswith("cuda"):  # the GPU's settings on this device, without the compiled step
+        variants["generate_greedy, static cache + check every 8"] = lambda: generate_greedy(
+            model, tok, prompts, until=never, max_new_tokens=steps, batch_size=len(prompts), static_cache=True,
+            stop_check_every=8)
     variants["generate_greedy now"]()  # warm-up: compiles the decode step on CUDA
     times = _interleaved(variants, args.repeats, args.device)
     return _report("generation", times, steps, "steps/s",
-                   extra={"batch": len(prompts), "prompt_tokens": width, "new_tokens": steps})
+                   extra={"batch": len(prompts), "prompt_tokens": width, "new_tokens": steps},
+                   cpu_first=args.device == "cpu")
 
 
 def bench_extraction(model, tok, texts, args) -> dict:
@@ -235,20 +237,26 @@ def bench_extraction(model, tok, texts, args) -> dict:
     }
     times = _interleaved(variants, args.repeats, args.device)
     return _report("extraction", times, tokens, "tok/s", extra={"sequences": len(texts), "tokens": tokens},
-                   pairs=[("extract_to_store", "extract_shard (in memory)")])
+                   pairs=[("extract_to_store", "extract_shard (in memory)")], cpu_first=args.device == "cpu")
 
 
-def _report(title: str, times: dict[str, float], work: float, unit: str, extra: dict,
-            pairs: list[tuple[str, str]] = ()) -> dict:
+def _report(title: str, times: dict[str, tuple[float, float]], work: float, unit: str, extra: dict,
+            pairs: list[tuple[str, str]] = (), cpu_first: bool = True) -> dict:
+    """A table per path: rates and ratios against the first variant, by CPU time (CPU runs) or wall time."""
     baseline = next(iter(times))
+    main = 1 if cpu_first else 0
+    label, other = ("CPU", "wall") if cpu_first else ("wall", "CPU")
     print(f"\n## {title} ({', '.join(f'{k} {v}' for k, v in extra.items())})", flush=True)
-    print(f"| variant | time | {unit} | vs {baseline} |")
-    print("|---|---:|---:|---:|")
+    print(f"| variant | {label} time | {unit} | vs {baseline} | {other} time | {other} ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, t in times.items():
-        print(f"| {name} | {t:.3f} s | {work / t:,.1f} | {times[baseline] / t:.3f}x |")
+        print(f"| {name} | {t[main]:.3f} s | {work / t[main]:,.1f} | {times[baseline][main] / t[main]:.3f}x "
+              f"| {t[1 - main]:.3f} s | {times[baseline][1 - main] / t[1 - main]:.3f}x |")
     for a, b in pairs:
-        print(f"{a} / {b}: {times[b] / times[a]:.3f}x the rate")
-    return {"times_s": times, "work": work, "unit": unit, **extra}
+        print(f"{a} / {b}: {times[b][main] / times[a][main]:.3f}x the rate ({label}), "
+              f"{times[b][1 - main] / times[a][1 - main]:.3f}x ({other})", flush=True)
+    return {"wall_s": {k: v[0] for k, v in times.items()}, "cpu_s": {k: v[1] for k, v in times.items()},
+            "work": work, "unit": unit, **extra}
 
 
 def main() -> None:

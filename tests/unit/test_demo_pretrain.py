@@ -60,13 +60,20 @@ def test_failed_write_keeps_the_previous_directory(tmp_path):
 
 
 @pytest.mark.slow
-def test_short_run_reproduces_the_shipped_models_first_steps_bit_for_bit(tmp_path):
+def test_short_run_reproduces_the_shipped_models_first_steps(tmp_path):
     # The shipped model's log is the record of its full run; the same code and settings stopped
-    # after 3 steps must log exactly those first 3 rows and train the same tokenizer.
+    # after 3 steps must log those first 3 rows and train the same tokenizer. Bit for bit only on the
+    # CPU family it was made on: another one's float kernels round differently (measured: step 3's
+    # loss 8.284661 on the shipping machine, 8.284660 on an AMD EPYC), so losses agree to 1e-6.
     out = pretrain(tmp_path / "m", CORPUS, BUNDLE, stop_after=3)
     shipped = json.loads((MODEL / "pretraining.json").read_text())
     assert json.loads((out / "pretraining.json").read_text())["settings"] == shipped["settings"]
-    assert _log(out / "pretrain_log.csv") == _log(MODEL / "pretrain_log.csv")[:3]
+    ours, theirs = _log(out / "pretrain_log.csv"), _log(MODEL / "pretrain_log.csv")[:3]
+    assert [(r["step"], r["lr"], r["heldout_loss"]) for r in ours] == [(r["step"], r["lr"], r["heldout_loss"])
+                                                                        for r in theirs]
+    for mine, shipped_row in zip(ours, theirs):
+        for key in ("lm_loss", "aux_loss"):
+            assert float(mine[key]) == pytest.approx(float(shipped_row[key]), rel=1e-6), (mine["step"], key)
     assert (out / "tokenizer.json").read_bytes() == (MODEL / "tokenizer.json").read_bytes()
     assert (out / "config.json").read_bytes() == (MODEL / "config.json").read_bytes()
 
