@@ -26,6 +26,19 @@ def test_work_runs_in_order_off_the_calling_thread():
     assert threads == {"polyroute-writer"}
 
 
+def test_busy_time_counts_the_threads_cpu_not_its_waiting():
+    def spin(seconds):
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    with BackgroundWork(depth=1) as work:
+        work.submit(spin, 0.05)
+        work.submit(time.sleep, 0.2)  # waiting costs no CPU
+        work.close()
+    assert 0.05 <= work.busy_s < 0.15
+
+
 def test_a_failure_in_the_thread_reaches_the_caller_and_stops_later_work():
     done = []
 

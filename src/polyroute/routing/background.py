@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ class BackgroundWork:
         self._error: BaseException | None = None
         self._abandon = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.busy_s = 0.0  # CPU seconds the thread spent working: what it took off the caller's path
 
     def __enter__(self) -> BackgroundWork:
         self._thread.start()
@@ -50,10 +52,12 @@ class BackgroundWork:
             if self._error is not None or self._abandon.is_set():
                 continue  # drain without working: the caller is failing or stopping
             fn, args = item
+            start = time.thread_time()
             try:
                 fn(*args)
             except BaseException as err:  # noqa: BLE001 - handed to the caller, which re-raises it
                 self._error = err
+            self.busy_s += time.thread_time() - start
 
     def _stop_and_join(self) -> None:
         if self._thread.is_alive():

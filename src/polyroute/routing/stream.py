@@ -66,6 +66,7 @@ def extract_to_store(model, tokenizer, adapter: MoEAdapter, texts: Sequence[str]
                 for window in routing_pass.windows():
                     work.submit(append, writer, window)
                 work.close()
+            log.info("store writes took %.1f s of CPU in the background", work.busy_s)
             aggregates = routing_pass.aggregates()
             values = xr.Dataset({name: (template[name].dims, aggregates[name]) for name in AGGREGATES})
             writer.finish(template.attrs, values=values)  # re-checks the invariant from disk
