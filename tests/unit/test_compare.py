@@ -47,7 +47,7 @@ def _stats(count: np.ndarray, *, layers: list[int], divergence: np.ndarray | Non
         },
         coords=coords | {"language_b": LANGS},
         attrs={"dataset": "flores_plus", "split": "dev", "reference_language": "eng_Latn",
-               "distribution_source": "hard", "log_base": math.e, "thresholds": {"top_m": 15, "theta": 0.4},
+               "distribution_source": "hard", "divergence_source": "used", "log_base": math.e, "thresholds": {"top_m": 15, "theta": 0.4},
                "num_experts": n_exp, "top_k": 1, "model": "m"} | attrs,
     )
 
@@ -133,6 +133,7 @@ def test_set_dependent_statistics_recomputed_equal_the_stored_ones_on_the_same_l
     ({"split": "devtest"}, "split"),
     ({"reference_language": "fra_Latn"}, "reference_language"),
     ({"distribution_source": "soft"}, "distribution_source"),
+    ({"divergence_source": "hard"}, "divergence_source"),
     ({"thresholds": {"top_m": 15, "theta": 0.12}}, "thresholds"),
 ])
 def test_incomparable_members_are_refused_in_one_line(change, named) -> None:

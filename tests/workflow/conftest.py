@@ -34,7 +34,11 @@ def snakemake() -> Callable[..., subprocess.CompletedProcess]:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> Path:
     """A copy of the workflow whose demo run, with the default config unchanged, has finished: the
-    golden run of test_golden.py is what `make run` computes."""
+    golden run of test_golden.py is what `make run` computes. POLYROUTE_DEMO_DIR names a finished copy
+    to reuse instead (iterating on these tests without a 10-minute run each time; CI never sets it)."""
+    reuse = os.environ.get("POLYROUTE_DEMO_DIR")
+    if reuse:
+        return Path(reuse)
     work = tmp_path_factory.mktemp("demo")
     for name in ("Snakefile", "config.yaml", "workflow", "resources", "envs"):
         src = ROOT / name

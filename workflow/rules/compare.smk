@@ -17,7 +17,8 @@ if COMPARISONS:
         params:
             members=compare_member_records,
             # what the untrained models' statistics read, as rule noise_floor
-            stats={key: CFG["stats"][key] for key in ("log_base", "distribution", "affinity_top_m", "exclusive_threshold")},
+            stats={key: CFG["stats"][key] for key in ("log_base", "distribution", "divergence_input", "affinity_top_m",
+                                                     "exclusive_threshold")},
             reference=CFG["reference_language"],
             run=RUN,
             figures=list(compare_figure_outputs()),

@@ -13,7 +13,8 @@ statistics (each member a statistics store of `polyroute.stats.compute.compute_s
   are recomputed on the members' common languages from the stored frequency and tokens; per-language
   ones (divergence, JSD, entropy) are taken as stored for those languages.
 - comparability: members must share the text (dataset, split), the reference language, the routing
-  distribution, the log base and the affinity thresholds, else `IncomparableMembers` (one line).
+  distribution, the divergence input (METHODS 2: used weights, counts or softmax), the log base and the
+  affinity thresholds, else `IncomparableMembers` (one line).
   What stays comparable is marked: D = JSD / (ln E - mean entropy) (Bandarkar) grows without bound
   as routing nears uniform, so D levels compare only between members of alike routing entropy (attr
   `divergence_comparable`: mean H / ln E within `ENTROPY_TOLERANCE`; an untrained model's D exceeds a
@@ -41,7 +42,7 @@ __all__ = ["IncomparableMembers", "Member", "check_comparable", "compare_members
 
 MODEL, UNTRAINED = "model", "untrained"
 # attrs of the statistics stores that must agree for their statistics to be compared at all
-_SAME = ("dataset", "split", "reference_language", "distribution_source", "log_base")
+_SAME = ("dataset", "split", "reference_language", "distribution_source", "divergence_source", "log_base")
 _DEPTH_DECIMALS = 6
 _PER_LANGUAGE = ("divergence", "jsd", "entropy_normalised")
 _NEEDED = ("frequency", "tokens", "similarity", *_PER_LANGUAGE)
