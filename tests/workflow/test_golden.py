@@ -219,9 +219,13 @@ def test_languages_within_a_script_separate_late_and_in_the_last_layer(demo: Pat
 
 
 def test_swahilis_own_routing_is_run_dependent(demo: Path) -> None:
-    # measured: Swahili's JSD from English, mean over layers, 0.027 in the rerun's step 400 against
-    # 0.048-0.055 untrained, 0.075 in the shipped model of the same recipe
+    # measured (JSD of the used-weight distributions, METHODS 2): Swahili's JSD from English, mean over
+    # layers, 0.006 / 0.014 / 0.021 at steps 50 / 200 / 400 of the rerun and 0.033 in the shipped model of
+    # the same recipe, all under the untrained 0.048-0.056; the shipped model has one expert of its own
+    # (MoE layer 3), the rerun none
     language = _dynamics(demo, "language_layer")
-    swahili = language[language["language"] == TARGET].groupby("member")["jsd"].mean()
-    untrained = swahili[swahili.index.str.contains("/untrained-seed")]
-    assert swahili["demo/step-0400"] < untrained.min() and swahili["demo"] > untrained.max()
+    swahili = language[language["language"] == TARGET].groupby("member")
+    jsd, exclusive = swahili["jsd"].mean(), swahili["exclusive"].sum()
+    untrained = jsd[jsd.index.str.contains("/untrained-seed")]
+    assert jsd["demo/step-0050"] < jsd["demo/step-0200"] < jsd["demo/step-0400"] < jsd["demo"] < untrained.min()
+    assert exclusive["demo"] == 1 and exclusive["demo/step-0400"] == 0
