@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-# The default demo run takes 8.7 min on 2 idle cores from a fresh clone (138 jobs, DeepSpeed's op
-# compiled once included); the limit only stops a hung run.
+# The default demo run takes 7.3 min on 2 idle cores (154 jobs; DeepSpeed's op already compiled, its
+# first compile adds ~30 s); the limit only stops a hung run.
 def run_snakemake(workdir: Path, *args: str, timeout: int = 2700) -> subprocess.CompletedProcess:
     env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(ROOT / ".torch_extensions"))
     return subprocess.run(
