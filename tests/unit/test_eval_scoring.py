@@ -277,7 +277,10 @@ def test_static_cache_keeps_interventions_and_adapters(demo) -> None:
 
 
 def test_batches_respect_both_the_input_and_the_token_budget_by_hand() -> None:
-    from polyroute.evaluate.scoring import _plan_batches
+    from polyroute.devices import token_budget_batches
+
+    def _plan_batches(order, batch_size, batch_tokens):  # as loglikelihoods plans its inputs
+        return token_budget_batches([len(inp) for inp in order], batch_tokens, max_rows=batch_size)
 
     order = [(1,) * 5, (1,) * 4, (1,) * 4, (1,) * 3, (1,) * 2, (1,) * 1]
     assert [len(b) for b in _plan_batches(order, batch_size=16, batch_tokens=10)] == [2, 2, 2]  # padded 2x5, 2x4, 2x2

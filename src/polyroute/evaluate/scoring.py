@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from polyroute.devices import is_out_of_memory
+from polyroute.devices import is_out_of_memory, token_budget_batches
 from polyroute.evaluate.positions import score_positions
 
 __all__ = ["Scored", "Encoded", "prefix_token_id", "encode_pair", "encode_requests", "loglikelihoods",
@@ -129,19 +129,6 @@ def _score_batch(model: Any, batch: list[tuple[int, ...]], reads: list[list[tupl
             for request, at, n in spans]
 
 
-def _plan_batches(order: list[tuple[int, ...]], batch_size: int, batch_tokens: int) -> list[list[tuple[int, ...]]]:
-    """Consecutive inputs (longest first) in batches of at most `batch_size` inputs and `batch_tokens`
-    padded tokens (an input longer than the budget is a batch alone)."""
-    batches: list[list[tuple[int, ...]]] = []
-    for inp in order:
-        last = batches[-1] if batches else None
-        if last is not None and len(last) < batch_size and (len(last) + 1) * len(last[0]) <= batch_tokens:
-            last.append(inp)
-        else:
-            batches.append([inp])
-    return batches
-
-
 def loglikelihoods(model: Any, encoded: Sequence[Encoded], *, batch_size: int = 16,
                    batch_tokens: int = DEFAULT_BATCH_TOKENS, max_length: int | None = None,
                    progress: Any = None) -> list[Scored]:
@@ -162,7 +149,8 @@ def loglikelihoods(model: Any, encoded: Sequence[Encoded], *, batch_size: int = 
         groups.setdefault(_model_input(enc, max_length), []).append(i)
     # Longest first, like the harness: the first batch is the largest, so memory trouble shows early.
     order = sorted(groups, key=lambda inp: (-len(inp), inp))
-    queue = deque(_plan_batches(order, batch_size, batch_tokens))
+    planned = token_budget_batches([len(inp) for inp in order], batch_tokens, max_rows=batch_size)
+    queue = deque([order[j] for j in batch] for batch in planned)
     results: list[Scored | None] = [None] * len(encoded)
     with torch.inference_mode():
         while queue:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from polyroute.devices import is_out_of_memory
+from polyroute.devices import is_out_of_memory, token_budget_batches
 from polyroute.models.adapter import MoEAdapter
 from polyroute.routing.records import RoutingWindow, expert_id_dtype
 
@@ -206,15 +206,10 @@ class _HostCopies:
 
 
 def _plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
-    """Length-sorted (longest first, ties by index: deterministic) batches whose padded size fits the budget."""
-    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
+    """Length-sorted (longest first, ties by index: deterministic) batches whose padded size fits the
+    budget; empty sequences route nothing and are left out."""
+    kept = [i for i, n in enumerate(lengths) if n > 0]
+    return [[kept[j] for j in batch] for batch in token_budget_batches([lengths[i] for i in kept], batch_tokens)]
 
 
 def _pad(token_ids: list[list[int]], rows: list[int], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
